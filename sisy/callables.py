@@ -1,0 +1,200 @@
+"""Turn a task function into storable info, and that info back into a callable.
+
+Info is a small JSON-able dict: where the function lives and, for a model
+instance method, which model row to fetch. Nothing is pickled or evaluated.
+"""
+
+import importlib
+import inspect
+
+KINDS = ('function', 'classmethod', 'staticmethod', 'method')
+SIGNATURE_HELP = 'a task function takes exactly one parameter, named "message"'
+
+
+class CallableNotFound(LookupError):
+    """Stored callable info no longer leads to a callable (removed code or model row)."""
+
+
+def describe_callable(the_callable, pk_override=None):
+    """Return the info dict for a callable object or its dotted path.
+
+    Raises ValueError naming the callable and what is wrong with it.
+    """
+    if isinstance(the_callable, str):
+        info = _info_from_path(the_callable, pk_override)
+    elif pk_override is not None:
+        raise ValueError('pk_override is only used with a dotted path to a model '
+                         'instance method; %r already is an object.' % (the_callable,))
+    else:
+        info = _info_from_object(the_callable)
+    return info
+
+
+def dotted_path(info):
+    """The dotted path of the function an info dict names."""
+    return '%s.%s' % (info['module'], info['qualname'])
+
+
+def load_callable(info):
+    """Return the callable an info dict names, fetching the model instance if any.
+
+    Raises CallableNotFound when the code or the model row has gone.
+    """
+    owner, function = _import_path(info['module'], info['qualname'])
+    if info['kind'] != 'method':
+        return function
+    from django.apps import apps
+    try:
+        model = apps.get_model(info['model'])
+    except LookupError as error:
+        raise CallableNotFound('Model %r of %s is not installed: %s'
+                               % (info['model'], dotted_path(info), error))
+    try:
+        instance = model._default_manager.get(pk=info['model_pk'])
+    except model.DoesNotExist:
+        raise CallableNotFound('%s with primary key %r no longer exists (needed by %s).'
+                               % (info['model'], info['model_pk'], dotted_path(info)))
+    return getattr(instance, info['qualname'].rsplit('.', 1)[-1])
+
+
+def _import_path(module_name, qualname):
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as error:
+        raise CallableNotFound('Cannot import module %r: %s' % (module_name, error))
+    owner = None
+    for part in qualname.split('.'):
+        owner = target
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CallableNotFound('Module %r has no attribute %r.' % (module_name, qualname))
+    return owner, target
+
+
+def _split_path(path):
+    """Import the longest module prefix of `path`; return (module name, qualname)."""
+    parts = path.split('.')
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        raise ValueError('%r is not a dotted path to a function, such as '
+                         '"myapp.tasks.nightly_cleanup".' % (path,))
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = '.'.join(parts[:split])
+        try:
+            importlib.import_module(module_name)
+        except ImportError as error:
+            # A module that exists but fails to import must be reported as such.
+            if getattr(error, 'name', None) and not module_name.startswith(error.name):
+                raise ValueError('Importing %r for task %r failed: %s' % (module_name, path, error))
+            continue
+        return module_name, '.'.join(parts[split:])
+    raise ValueError('Cannot import any module from %r; expected a dotted path such as '
+                     '"myapp.tasks.nightly_cleanup".' % (path,))
+
+
+def _info_from_path(path, pk_override):
+    module_name, qualname = _split_path(path)
+    try:
+        owner, target = _import_path(module_name, qualname)
+    except CallableNotFound as error:
+        raise ValueError('Cannot use %r as a task: %s' % (path, error))
+    kind = _kind(owner, qualname, target, path)
+    info = {'module': module_name, 'qualname': qualname, 'kind': kind}
+    if kind == 'method':
+        if pk_override is None:
+            raise ValueError('%r is an instance method of %s; name the instance with '
+                             'pk_override=<primary key>, or pass the bound method '
+                             '(instance.method).' % (path, owner.__name__))
+        info.update(_model_info(owner, pk_override, path))
+        _check_signature(target, path, skip_self=True)
+    else:
+        if pk_override is not None:
+            raise ValueError('pk_override was given, but %r is a %s, not an instance '
+                             'method of a model.' % (path, kind))
+        _check_signature(target, path)
+    return info
+
+
+def _info_from_object(obj):
+    bound_to = getattr(obj, '__self__', None)
+    if inspect.ismethod(obj) and not inspect.isclass(bound_to):
+        # A method bound to an instance: only model rows can be fetched again.
+        path = '%s.%s' % (getattr(obj, '__module__', '?'), obj.__qualname__)
+        from django.db.models import Model
+        if not isinstance(bound_to, Model):
+            raise ValueError('%s is bound to a %s instance; instance methods are only '
+                             'supported on Django model instances, which a worker can '
+                             'fetch again by primary key.' % (path, type(bound_to).__name__))
+        if bound_to.pk is None:
+            raise ValueError('%s is bound to an unsaved %s; save the instance first so a '
+                             'worker can fetch it by primary key.'
+                             % (path, type(bound_to).__name__))
+        info = _info_from_path(path, bound_to.pk)
+        return info
+    if inspect.isclass(obj) or inspect.ismodule(obj) or not callable(obj):
+        raise ValueError('%r is not a function or method; %s.' % (obj, SIGNATURE_HELP))
+    module_name = getattr(obj, '__module__', None)
+    qualname = getattr(obj, '__qualname__', None)
+    if not module_name or not qualname or '<' in qualname:
+        raise ValueError('%r cannot be imported by a worker (lambdas and functions defined '
+                         'inside other functions have no importable path); define it at '
+                         'module level.' % (obj,))
+    path = '%s.%s' % (module_name, qualname)
+    info = _info_from_path(path, None)
+    return info
+
+
+def _kind(owner, qualname, target, path):
+    """Classify what `path` names; raise ValueError for what cannot be a task."""
+    if inspect.ismodule(target):
+        raise ValueError('%r is a module, not a function; %s.' % (path, SIGNATURE_HELP))
+    if inspect.isclass(target):
+        raise ValueError('%r is a class, not a function; %s.' % (path, SIGNATURE_HELP))
+    if not callable(target):
+        raise ValueError('%r is a %s, not a function; %s.'
+                         % (path, type(target).__name__, SIGNATURE_HELP))
+    if inspect.ismodule(owner):
+        return 'function'
+    if not inspect.isclass(owner):
+        raise ValueError('%r is not a function of a module or a method of a class.' % (path,))
+    raw = inspect.getattr_static(owner, qualname.rsplit('.', 1)[-1])
+    if isinstance(raw, classmethod):
+        return 'classmethod'
+    if isinstance(raw, staticmethod):
+        return 'staticmethod'
+    from django.db.models import Model
+    if inspect.isfunction(raw) and issubclass(owner, Model):
+        return 'method'
+    raise ValueError('%r is an instance method of %s, which is not a Django model; only '
+                     'model instance methods can run as tasks (a worker fetches the row by '
+                     'primary key). Use a function, classmethod or staticmethod instead.'
+                     % (path, owner.__name__))
+
+
+def _model_info(model, pk, path):
+    """Check `pk` against the model's primary key field and return it in JSON form."""
+    from django.core.exceptions import ValidationError
+    field = model._meta.pk
+    try:
+        value = field.to_python(pk)
+    except (ValidationError, TypeError, ValueError):
+        raise ValueError('pk_override %r for %r is not a valid %s primary key (%s).'
+                         % (pk, path, model.__name__, field.get_internal_type()))
+    if isinstance(value, (int, str)):
+        stored = value
+    else:
+        stored = str(value)  # UUID and other keys round-trip through their text form
+    return {'model': model._meta.label, 'model_pk': stored}
+
+
+def _check_signature(function, path, skip_self=False):
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        raise ValueError('Cannot read the signature of %r; %s.' % (path, SIGNATURE_HELP))
+    if skip_self:
+        parameters = parameters[1:]
+    names = [parameter.name for parameter in parameters]
+    if names != ['message'] or parameters[0].kind not in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.POSITIONAL_ONLY):
+        raise ValueError('%r takes (%s); %s.' % (path, ', '.join(names), SIGNATURE_HELP))

@@ -1,0 +1,49 @@
+import datetime as dt
+
+import pytest
+from channels import DEFAULT_CHANNEL_LAYER, channel_layers
+from channels.message import Message
+from django.utils import timezone
+
+from sisy import dispatch
+
+
+class Worker:
+    """Delivers messages from the in-memory layer to Sisy's routed consumers, in-process."""
+
+    def __init__(self):
+        self.layer = channel_layers[DEFAULT_CHANNEL_LAYER]
+        self.layer.channel_layer.flush()
+
+    def deliver(self, channels=('sisy.run_task', 'sisy.kill_task'), limit=100000):
+        """Consume until the channels are empty; return how many messages were handled."""
+        handled = 0
+        while handled < limit:
+            channel, content = self.layer.channel_layer.receive(list(channels), block=False)
+            if channel is None:
+                return handled
+            message = Message(content, channel, self.layer)
+            consumer, kwargs = self.layer.router.match(message)
+            consumer(message, **kwargs)
+            handled += 1
+        raise AssertionError('more than %d messages: a message loop?' % limit)
+
+    def tick(self, when):
+        """Process a tick at `when` as the heartbeat consumer would, then run everything."""
+        claimed = dispatch.process_tick(when)
+        self.deliver()
+        return claimed
+
+    def pending(self, channel):
+        return self.layer.channel_layer._channels.get(channel, [])
+
+
+@pytest.fixture
+def worker():
+    return Worker()
+
+
+@pytest.fixture
+def soon():
+    """A whole minute a little in the future: a safe time for test ticks."""
+    return (timezone.now() + dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
