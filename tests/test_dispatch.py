@@ -1,0 +1,316 @@
+"""Ticks becoming runs: once per slot, lifecycle, failures, overlap, full channels, cost."""
+
+import datetime as dt
+import logging
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from sisy import consumers, dispatch
+from sisy.models import Task, TaskRun, task_with_callable
+from tests.testapp import tasks
+from tests.testapp.models import Call, Counter
+
+pytestmark = pytest.mark.django_db
+MINUTE = dt.timedelta(minutes=1)
+
+
+def make(func=tasks.record, when=None, **fields):
+    """Save a task and put its next run at `when`."""
+    task = task_with_callable(func, **fields)
+    task.save()
+    if when is not None:
+        Task.objects.filter(pk=task.pk).update(next_run=when)
+    return Task.objects.get(pk=task.pk)
+
+
+def calls(label=None):
+    queryset = Call.objects.all()
+    return queryset.filter(label=label).count() if label else queryset.count()
+
+
+def test_a_due_task_runs_once_per_slot(worker, soon):
+    task = make(label='every-minute', when=soon)
+    worker.tick(soon)
+    worker.tick(soon)  # a duplicate tick, e.g. from a second heartbeat
+    assert calls('every-minute') == 1
+    task.refresh_from_db()
+    assert task.next_run == soon + MINUTE
+    assert task.last_run is not None and not task.running and task.last_outcome == 'ok'
+    run = TaskRun.objects.get(task=task)
+    assert (run.scheduled_for, run.status, run.pid is not None) == (soon, 'ok', True)
+    worker.tick(soon + MINUTE)
+    assert calls('every-minute') == 2
+
+
+def test_a_task_is_not_run_before_its_slot(worker, soon):
+    make(label='later', when=soon + MINUTE)
+    worker.tick(soon)
+    assert calls() == 0
+
+
+def test_missed_slots_run_once_not_once_each(worker, soon):
+    task = make(label='missed', when=soon - 30 * MINUTE)
+    worker.tick(soon)
+    assert calls('missed') == 1
+    task.refresh_from_db()
+    assert task.next_run == soon + MINUTE
+
+
+def test_task_function_gets_task_and_message(worker, soon):
+    make(tasks.record, label='args', when=soon)
+    worker.tick(soon)
+    call = Call.objects.get()
+    assert call.run_id == TaskRun.objects.get().pk
+
+
+def test_run_once_runs_and_is_deleted(worker, soon):
+    task = Task.run_once(tasks.record)
+    worker.tick(soon)
+    assert calls('tests.testapp.tasks.record') == 1
+    assert not Task.objects.filter(pk=task.pk).exists()
+    run = TaskRun.objects.get()
+    assert (run.task_id, run.task_label, run.status) == (None, 'tests.testapp.tasks.record', 'ok')
+    worker.tick(soon + MINUTE)
+    assert calls() == 1
+
+
+def test_delayed_run_once_waits(worker, soon):
+    Task.run_once(tasks.record, delay_until=soon + 5 * MINUTE)
+    worker.tick(soon)
+    assert calls() == 0
+    worker.tick(soon + 5 * MINUTE)
+    assert calls() == 1 and Task.objects.count() == 0
+
+
+def test_iterations_count_down_then_the_task_is_deleted(worker, soon):
+    task = Task.run_iterations(tasks.record, iterations=3, label='three', schedule='* * * * *')
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    left = []
+    for minute in range(5):
+        worker.tick(soon + minute * MINUTE)
+        left.append(Task.objects.filter(pk=task.pk).values_list('iterations', flat=True).first())
+    assert calls('three') == 3
+    assert left == [2, 1, None, None, None]
+
+
+def test_end_date_wins_over_iterations(worker, soon):
+    task = make(label='ends', when=soon, iterations=10, end_running=soon + 90 * dt.timedelta(seconds=1))
+    for minute in range(4):
+        worker.tick(soon + minute * MINUTE)
+    assert calls('ends') == 2
+    assert not Task.objects.filter(pk=task.pk).exists()
+
+
+def test_a_task_past_its_end_does_not_run_and_is_reaped(worker, soon):
+    task = make(label='expired', when=soon - 10 * MINUTE, end_running=soon - 5 * MINUTE)
+    worker.tick(soon)
+    assert calls() == 0
+    assert not Task.objects.filter(pk=task.pk).exists()
+
+
+def test_start_running_is_honoured(worker, soon):
+    start = soon + 10 * MINUTE
+    task = make(label='starts-later', start_running=start)
+    assert task.next_run == start
+    worker.tick(soon)
+    assert calls() == 0
+    worker.tick(start)
+    assert calls('starts-later') == 1
+
+
+def test_disabled_task_never_runs(worker, soon):
+    make(label='off', when=soon, enabled=False)
+    worker.tick(soon)
+    assert calls() == 0 and TaskRun.objects.count() == 0
+
+
+def test_userdata_written_by_the_function_is_kept(worker, soon):
+    task = make(tasks.count_in_userdata, when=soon, userdata={'count': 40})
+    worker.tick(soon)
+    worker.tick(soon + MINUTE)
+    assert Task.objects.get(pk=task.pk).userdata == {'count': 42}
+
+
+def test_a_raising_task_is_recorded_and_the_next_task_still_runs(worker, soon, caplog):
+    bad = make(tasks.explode, label='bad', when=soon)
+    make(tasks.record, label='good', when=soon)
+    with caplog.at_level(logging.ERROR, logger='sisy'):
+        worker.tick(soon)
+    assert calls('good') == 1
+    run = TaskRun.objects.get(task=bad)
+    assert run.status == 'error'
+    assert 'RuntimeError: boom from a test task' in run.error and 'Traceback' in run.error
+    bad.refresh_from_db()
+    assert bad.last_outcome == 'error' and bad.enabled and bad.next_run == soon + MINUTE
+    assert any('boom' in (record.exc_text or '') for record in caplog.records)
+
+
+def test_unstorable_userdata_is_an_error_that_keeps_the_old_data(worker, soon):
+    task = make(tasks.store_unserializable, when=soon, userdata={'keep': 1})
+    worker.tick(soon)
+    run = TaskRun.objects.get()
+    assert run.status == 'error' and 'userdata was not saved' in run.error
+    assert Task.objects.get(pk=task.pk).userdata == {'keep': 1}
+
+
+def test_removed_function_disables_the_task_once(worker, soon):
+    task = make(label='orphan', when=soon)
+    Task.objects.filter(pk=task.pk).update(
+        _func_info='{"kind": "function", "module": "tests.testapp.tasks", "qualname": "gone"}')
+    worker.tick(soon)
+    worker.tick(soon + MINUTE)
+    task.refresh_from_db()
+    assert not task.enabled
+    assert "has no attribute 'gone'" in task.disabled_reason
+    assert TaskRun.objects.filter(task=task).count() == 1
+
+
+def test_deleted_model_instance_disables_the_task(worker, soon):
+    counter = Counter.objects.create(name='c')
+    task = make(counter.bump, when=soon)
+    counter.delete()
+    worker.tick(soon)
+    task.refresh_from_db()
+    assert not task.enabled and 'no longer exists' in task.disabled_reason
+
+
+def test_instance_method_task_runs_on_the_fetched_row(worker, soon):
+    counter = Counter.objects.create(name='c')
+    make(counter.bump, when=soon)
+    worker.tick(soon)
+    worker.tick(soon + MINUTE)
+    counter.refresh_from_db()
+    assert counter.hits == 2
+
+
+def test_no_overlap_while_a_run_is_under_way(worker, soon):
+    task = make(label='slow', when=soon)
+    assert len(dispatch.process_tick(soon)) == 1  # claimed, not yet run
+    assert dispatch.process_tick(soon + MINUTE) == []
+    worker.deliver()
+    assert dispatch.process_tick(soon + 2 * MINUTE) != []
+    worker.deliver()
+    assert calls('slow') == 2
+    assert Task.objects.get(pk=task.pk).running is False
+
+
+def test_overlap_allowed(worker, soon):
+    make(label='overlapping', when=soon, allow_overlap=True)
+    assert len(dispatch.process_tick(soon)) == 1
+    assert len(dispatch.process_tick(soon + MINUTE)) == 1
+    worker.deliver()
+    assert calls('overlapping') == 2
+
+
+def test_a_run_whose_worker_died_is_marked_lost_and_unblocks_the_task(worker, soon, caplog):
+    task = make(label='dies', when=soon)
+    dispatch.process_tick(soon)
+    worker.layer.channel_layer.flush()  # the worker took the message, then died mid-run
+    TaskRun.objects.update(status='running', lease_until=soon, host='gone', pid=99999)
+    with caplog.at_level(logging.WARNING, logger='sisy'):
+        worker.tick(soon + 5 * MINUTE)
+    assert list(TaskRun.objects.order_by('pk').values_list('status', flat=True)) == ['lost', 'ok']
+    assert 'was lost' in caplog.text
+    task.refresh_from_db()
+    assert not task.running and task.last_outcome == 'ok'
+
+
+def test_a_duplicate_run_message_runs_once(worker, soon):
+    make(label='dup', when=soon)
+    dispatch.process_tick(soon)
+    run_id = TaskRun.objects.get().pk
+    worker.layer.send('sisy.run_task', {'run_id': run_id})
+    worker.deliver()
+    assert calls('dup') == 1
+
+
+def test_more_due_tasks_than_channel_capacity_all_run_once(worker, soon):
+    for number in range(25):
+        Task.run_once(tasks.record)
+    claimed = dispatch.process_tick(soon)
+    assert len(claimed) == 25
+    assert len(worker.pending('sisy.run_task')) == 10  # the in-memory layer's capacity
+    assert TaskRun.objects.filter(status='pending', queued_at__isnull=True).count() == 15
+    worker.deliver()
+    assert calls() == 25
+    assert Call.objects.values('run_id').distinct().count() == 25
+    assert Task.objects.count() == 0
+
+
+def test_runs_that_did_not_fit_are_sent_by_the_next_tick(worker, soon):
+    for number in range(15):
+        Task.run_once(tasks.record)
+    dispatch.process_tick(soon)
+    worker.layer.channel_layer.flush()  # say those messages expired unread
+    TaskRun.objects.update(queued_at=soon - 10 * MINUTE)
+    worker.tick(soon + MINUTE)
+    assert calls() == 15
+
+
+def test_stale_and_malformed_ticks_are_ignored(worker, caplog):
+    make(label='any', when=timezone.now() - 10 * MINUTE)
+    old = (timezone.now() - 5 * MINUTE).timestamp()
+    with caplog.at_level(logging.INFO, logger='sisy'):
+        worker.layer.send('sisy.heartbeat', {'time': old})
+        worker.layer.send('sisy.heartbeat', {'time': 'noon'})
+        worker.layer.send('sisy.heartbeat', {})
+        worker.deliver(channels=['sisy.heartbeat'])
+    assert TaskRun.objects.count() == 0
+    assert 'stale tick' in caplog.text and "without a valid \"time\"" in caplog.text
+
+
+def test_a_fresh_tick_message_dispatches(worker):
+    make(label='fresh', when=timezone.now() - MINUTE)
+    worker.layer.send('sisy.heartbeat', {'time': timezone.now().timestamp()})
+    worker.deliver(channels=['sisy.heartbeat', 'sisy.run_task', 'sisy.kill_task'])
+    assert calls('fresh') == 1
+
+
+def test_reaper_only_deletes_finished_tasks(worker):
+    alive = make(label='alive')
+    finished = make(label='finished')
+    Task.objects.filter(pk=finished.pk).update(next_run=None)
+    for task_id in (alive.pk, finished.pk, 'junk', None):
+        worker.layer.send('sisy.kill_task', {'task_id': task_id})
+    worker.deliver()
+    assert list(Task.objects.values_list('label', flat=True)) == ['alive']
+
+
+def test_bad_run_messages_do_not_crash_the_consumer(caplog):
+    class FakeMessage:
+        content = {'run_id': 'DROP TABLE'}
+    consumers.run_task(FakeMessage())
+    assert 'without an integer "run_id"' in caplog.text
+
+
+def test_tick_cost_follows_due_tasks_not_table_size(soon):
+    far = soon + dt.timedelta(days=365)
+    info = task_with_callable(tasks.record)._func_info
+    Task.objects.bulk_create(
+        [Task(label='idle-%d' % n, _func_info=info, next_run=far) for n in range(49950)] +
+        [Task(label='due-%d' % n, _func_info=info, next_run=soon) for n in range(50)],
+        batch_size=400)
+    with CaptureQueriesContext(connection) as queries:
+        claimed = dispatch.claim_due_tasks(soon)
+    assert len(claimed) == 50
+    writes = [q['sql'] for q in queries.captured_queries
+              if q['sql'].startswith(('UPDATE', 'INSERT'))]
+    assert len(writes) == 100  # one claim and one run record per due task, nothing else
+    selects = [q['sql'] for q in queries.captured_queries if q['sql'].startswith('SELECT')]
+    assert len(selects) == 1
+    assert Task.objects.filter(next_run=far).count() == 49950
+    assert Task.objects.filter(running=True).count() == 50
+    with connection.cursor() as cursor:
+        sql, params = Task.objects.due(soon).query.sql_with_params()
+        if connection.vendor == 'sqlite':
+            cursor.execute('EXPLAIN QUERY PLAN ' + sql, params)
+            plan = ' '.join(str(row) for row in cursor.fetchall())
+            assert 'sisy_task_due' in plan
+        elif connection.vendor == 'postgresql':
+            cursor.execute('ANALYZE sisy_task')
+            cursor.execute('EXPLAIN ' + sql, params)
+            plan = ' '.join(row[0] for row in cursor.fetchall())
+            assert 'sisy_task_due' in plan and 'Seq Scan' not in plan
