@@ -1,0 +1,127 @@
+"""The heartbeat: aligned ticks without drift, a full channel, the command and signals."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from channels import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from sisy.heartbeat import Heartbeat, next_tick
+from sisy.management.commands.sisy_heartbeat import Command
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FakeTime:
+    """A clock and stop event in one: waiting advances the clock instead of sleeping."""
+
+    def __init__(self, start, oversleep=0.0):
+        self.now = start
+        self.oversleep = oversleep
+        self.stopped = False
+
+    def __call__(self):
+        return self.now
+
+    def wait(self, timeout):
+        self.now += max(timeout, 0) + self.oversleep
+        return self.stopped
+
+    def is_set(self):
+        return self.stopped
+
+
+@pytest.fixture
+def layer():
+    wrapper = channel_layers[DEFAULT_CHANNEL_LAYER]
+    wrapper.channel_layer.flush()
+    return wrapper.channel_layer
+
+
+def sent_ticks(layer):
+    ticks = []
+    while True:
+        channel, content = layer.receive(['sisy.heartbeat'], block=False)
+        if channel is None:
+            return ticks
+        ticks.append(content['time'])
+
+
+def test_next_tick_is_the_next_multiple():
+    assert next_tick(119.5, 60) == 120
+    assert next_tick(120, 60) == 180
+    assert next_tick(7.2, 5) == 10
+
+
+def test_ticks_are_aligned_and_do_not_drift_over_a_day(layer):
+    clock = FakeTime(start=1000000.3, oversleep=0.7)  # every wake-up is 0.7 s late
+    beat = Heartbeat('sisy.heartbeat', 60, clock=clock, stop=clock)
+    ticks = []
+    for _ in range(144):  # a day of minutes, read out as it goes (capacity is 10)
+        beat.run(ticks=10)
+        ticks.extend(sent_ticks(layer))
+    assert len(ticks) == 1440
+    assert ticks[0] == 1000020
+    assert all(later - earlier == 60 for earlier, later in zip(ticks, ticks[1:]))
+    assert all(tick % 60 == 0 for tick in ticks)
+
+
+def test_a_full_channel_drops_ticks_with_one_warning(layer, caplog):
+    clock = FakeTime(start=0)
+    beat = Heartbeat('sisy.heartbeat', 5, clock=clock, stop=clock)
+    assert beat.run(ticks=15) == 15
+    assert len(sent_ticks(layer)) == 10
+    warnings = [r for r in caplog.records if 'is full' in r.getMessage()]
+    assert len(warnings) == 1 and 'workers' in warnings[0].getMessage()
+
+
+def test_a_stopped_heartbeat_sends_nothing(layer):
+    clock = FakeTime(start=0)
+    clock.stopped = True
+    assert Heartbeat('sisy.heartbeat', 5, clock=clock, stop=clock).run() == 0
+    assert sent_ticks(layer) == []
+
+
+@override_settings(SISY_HEARTBEAT_FREQUENCY=0.2, SISY_HEARTBEAT_CHANNEL='custom.beat')
+def test_command_uses_the_settings(layer):
+    call_command('sisy_heartbeat', ticks=2, verbosity=0)
+    channel, content = layer.receive(['custom.beat'], block=False)
+    assert channel == 'custom.beat'
+    assert abs(content['time'] / 0.2 - round(content['time'] / 0.2)) < 1e-6
+    assert abs(content['time'] - time.time()) < 1
+
+
+@pytest.mark.parametrize('bad', [0, -5, 'often'])
+def test_command_rejects_a_bad_frequency(bad):
+    with override_settings(SISY_HEARTBEAT_FREQUENCY=bad):
+        with pytest.raises(CommandError, match='SISY_HEARTBEAT_FREQUENCY=%r' % (bad,)):
+            call_command('sisy_heartbeat', ticks=1, verbosity=0)
+
+
+def test_help_names_the_settings():
+    text = Command().create_parser('manage.py', 'sisy_heartbeat').format_help()
+    assert 'SISY_HEARTBEAT_CHANNEL' in text and 'SISY_HEARTBEAT_FREQUENCY' in text
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_command_promptly_and_cleanly(signum):
+    env = dict(os.environ, PYTHONPATH=ROOT, DJANGO_SETTINGS_MODULE='tests.settings')
+    process = subprocess.Popen([sys.executable, '-m', 'django', 'sisy_heartbeat'],
+                               cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = process.stderr.readline()  # blocks until the loop has started
+        assert 'Heartbeat started' in first_line
+        started = time.monotonic()
+        process.send_signal(signum)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 2
+        assert 'stopping' in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
