@@ -112,7 +112,7 @@ def test_help_names_the_settings():
 def test_signal_stops_the_command_promptly_and_cleanly(signum):
     env = dict(os.environ, PYTHONPATH=ROOT, DJANGO_SETTINGS_MODULE='tests.settings')
     process = subprocess.Popen([sys.executable, '-m', 'django', 'sisy_heartbeat'],
-                               cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+                               cwd=ROOT, env=env, stderr=subprocess.PIPE, universal_newlines=True)
     try:
         first_line = process.stderr.readline()  # blocks until the loop has started
         assert 'Heartbeat started' in first_line
