@@ -20,7 +20,7 @@ def heartbeat(message):
         return
     age = (timezone.now() - when).total_seconds()
     if age > float(setting('SISY_HEARTBEAT_FREQUENCY')):
-        log.info('Ignoring stale tick from %s (%.1f s old)', when.isoformat(), age)
+        log.warning('Ignoring stale tick from %s (%.1f s old)', when.isoformat(), age)
         return
     dispatch.process_tick(when)
 

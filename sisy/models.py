@@ -190,6 +190,9 @@ class Task(models.Model):
             raise ValidationError({'schedule': [str(error)]})
         self._store_userdata()
         changed = self._changed_fields()
+        if self.enabled and 'enabled' in (changed or ()):
+            self.disabled_reason = ''
+            changed.append('disabled_reason')
         if self._state.adding or set(TIMING_FIELDS) & set(changed or ()):
             if self.enabled or self._state.adding:
                 self.next_run = self.first_run(timezone.now())

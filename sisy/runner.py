@@ -43,6 +43,9 @@ def execute_run(run_id, message):
     if task is None:
         _finish(run, started, TaskRun.ERROR, 'The task was deleted before the run started.')
         return TaskRun.ERROR
+    if not task.enabled:
+        _finish(run, started, TaskRun.ERROR, 'The task was disabled before the run started.', task)
+        return TaskRun.ERROR
     Task.objects.filter(pk=task.pk).update(last_run=started)
     task.last_run = started
     task._remember_loaded()

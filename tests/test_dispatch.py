@@ -127,6 +127,27 @@ def test_disabled_task_never_runs(worker, soon):
     assert calls() == 0 and TaskRun.objects.count() == 0
 
 
+def test_a_task_disabled_after_its_run_was_claimed_does_not_run(worker, soon):
+    task = make(label='stopped-in-time', when=soon)
+    dispatch.process_tick(soon)
+    Task.objects.filter(pk=task.pk).update(enabled=False)
+    worker.deliver()
+    assert calls() == 0
+    assert 'disabled before the run started' in TaskRun.objects.get().error
+    assert Task.objects.get(pk=task.pk).running is False
+
+
+def test_re_enabling_clears_the_reason_and_reschedules(worker, soon):
+    task = make(label='fixed-later', when=soon)
+    Task.objects.filter(pk=task.pk).update(enabled=False, disabled_reason='Cannot load it',
+                                           next_run=soon - 60 * MINUTE)
+    task = Task.objects.get(pk=task.pk)
+    task.enabled = True
+    task.save()
+    task = Task.objects.get(pk=task.pk)
+    assert task.disabled_reason == '' and task.next_run > timezone.now()
+
+
 def test_userdata_written_by_the_function_is_kept(worker, soon):
     task = make(tasks.count_in_userdata, when=soon, userdata={'count': 40})
     worker.tick(soon)
