@@ -15,7 +15,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from sisy import history
 from sisy.conf import setting
+from sisy.heartbeat import next_tick
 from sisy.models import Task, TaskRun
 from sisy.schedule import InvalidSchedule
 
@@ -32,7 +34,25 @@ def process_tick(when):
     claimed = claim_due_tasks(when)
     send_waiting_runs(timezone.now())
     send_finished_to_reaper()
+    history.prune_now_and_then()
     return claimed
+
+
+def run_now(tasks, now):
+    """Make the enabled, unfinished ones of `tasks` (a Task queryset) due at `now`.
+
+    The next tick claims them as usual, so a run started this way is still
+    exactly-once and counts as an iteration. Returns how many are now due.
+    """
+    runnable = tasks.filter(enabled=True, next_run__isnull=False)
+    runnable.filter(next_run__gt=now).update(next_run=now)
+    return runnable.count()
+
+
+def next_tick_time(now):
+    """When the heartbeat's first tick after `now` is due (aware, UTC)."""
+    seconds = next_tick(now.timestamp(), float(setting('SISY_HEARTBEAT_FREQUENCY')))
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
 def claim_due_tasks(when):

@@ -1,0 +1,56 @@
+"""Keep the run history bounded: finished runs older than SISY_RUN_HISTORY_DAYS go.
+
+Ticks call `prune_now_and_then()`; it deletes at most once per PRUNE_INTERVAL in
+a process, with one DELETE on the indexed `created_at` column.
+"""
+
+import datetime as dt
+import logging
+import threading
+import time
+
+from django.utils import timezone
+
+from sisy.conf import setting
+from sisy.models import TaskRun
+
+log = logging.getLogger('sisy.history')
+
+FINISHED = (TaskRun.OK, TaskRun.ERROR, TaskRun.LOST)
+PRUNE_INTERVAL = 10 * 60  # seconds
+
+_lock = threading.Lock()
+_next_prune = 0.0
+
+
+def prune_runs(now):
+    """Delete finished runs created more than SISY_RUN_HISTORY_DAYS before `now`.
+
+    Returns how many were deleted. Pending and running runs are never deleted:
+    they still have work to do. None (or an unusable value) keeps everything.
+    """
+    days = setting('SISY_RUN_HISTORY_DAYS')
+    if days is None:
+        return 0
+    try:
+        if isinstance(days, bool) or float(days) < 0:
+            raise ValueError
+        cutoff = now - dt.timedelta(days=float(days))
+    except (TypeError, ValueError, OverflowError):
+        log.error('SISY_RUN_HISTORY_DAYS=%r is not a number of days (e.g. 30) or None; '
+                  'keeping all run history', days)
+        return 0
+    deleted, _ = TaskRun.objects.filter(created_at__lt=cutoff, status__in=FINISHED).delete()
+    if deleted:
+        log.info('Deleted %d run record(s) older than %s days', deleted, days)
+    return deleted
+
+
+def prune_now_and_then(clock=time.monotonic):
+    """Prune if this process has not done so in the last PRUNE_INTERVAL seconds."""
+    global _next_prune
+    with _lock:
+        if clock() < _next_prune:
+            return 0
+        _next_prune = clock() + PRUNE_INTERVAL
+    return prune_runs(timezone.now())

@@ -1,0 +1,78 @@
+"""Run history stays bounded: old finished runs go, active runs and recent ones stay."""
+
+import datetime as dt
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from sisy import dispatch, history
+from sisy.models import Task, TaskRun, task_with_callable
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db
+DAY = dt.timedelta(days=1)
+
+
+def run(age_days, status, task=None):
+    """A run record created `age_days` ago."""
+    record = TaskRun.objects.create(task=task, task_label='t', status=status,
+                                    scheduled_for=timezone.now())
+    TaskRun.objects.filter(pk=record.pk).update(created_at=timezone.now() - age_days * DAY)
+    return record.pk
+
+
+@pytest.fixture
+def fresh_throttle(monkeypatch):
+    monkeypatch.setattr(history, '_next_prune', 0.0)
+
+
+def test_finished_runs_older_than_the_limit_are_deleted():
+    old = [run(31, status) for status in ('ok', 'error', 'lost')]
+    active = [run(31, status) for status in ('pending', 'running')]
+    recent = run(29, 'ok')
+    assert history.prune_runs(timezone.now()) == 3
+    remaining = set(TaskRun.objects.values_list('pk', flat=True))
+    assert remaining == set(active) | {recent}
+    assert not remaining & set(old)
+
+
+@override_settings(SISY_RUN_HISTORY_DAYS=None)
+def test_none_keeps_all_history():
+    run(3650, 'ok')
+    assert history.prune_runs(timezone.now()) == 0
+    assert TaskRun.objects.count() == 1
+
+
+@override_settings(SISY_RUN_HISTORY_DAYS=0.5)
+def test_the_limit_can_be_a_fraction_of_a_day():
+    run(0.6, 'ok')
+    run(0.4, 'ok')
+    assert history.prune_runs(timezone.now()) == 1
+
+
+@override_settings(SISY_RUN_HISTORY_DAYS='a month')
+def test_an_unusable_limit_keeps_everything_and_says_why(caplog):
+    run(100, 'ok')
+    assert history.prune_runs(timezone.now()) == 0
+    assert "SISY_RUN_HISTORY_DAYS='a month' is not a number of days" in caplog.text
+
+
+def test_ticks_prune_at_most_once_per_interval(fresh_throttle):
+    clock = [1000.0]
+    run(40, 'ok')
+    assert history.prune_now_and_then(lambda: clock[0]) == 1
+    run(40, 'ok')
+    clock[0] += history.PRUNE_INTERVAL - 1
+    assert history.prune_now_and_then(lambda: clock[0]) == 0
+    clock[0] += 1
+    assert history.prune_now_and_then(lambda: clock[0]) == 1
+
+
+def test_a_tick_prunes_the_history(worker, soon, fresh_throttle):
+    task = task_with_callable(tasks.record, label='pruned')
+    task.save()
+    old = run(45, 'ok', task)
+    worker.tick(soon)
+    assert not TaskRun.objects.filter(pk=old).exists()
+    Task.objects.get(pk=task.pk)  # the task itself stays
