@@ -121,10 +121,14 @@ class LeaseKeeper:
         interval = self.lease.total_seconds() / 3
         try:
             while not self.stop.wait(interval):
-                close_old_connections()
-                TaskRun.objects.filter(pk=self.run_id, status=TaskRun.RUNNING).update(
-                    lease_until=timezone.now() + self.lease)
-        except Exception:
-            log.exception('Could not renew the lease of run %s', self.run_id)
+                try:
+                    close_old_connections()
+                    TaskRun.objects.filter(pk=self.run_id, status=TaskRun.RUNNING).update(
+                        lease_until=timezone.now() + self.lease)
+                except Exception:
+                    # A passing error (SQLite busy, a dropped connection) must not end
+                    # renewals, or a long run is declared lost while it still runs.
+                    log.exception('Could not renew the lease of run %s; retrying',
+                                  self.run_id)
         finally:
             connection.close()

@@ -33,3 +33,27 @@ def test_lease_is_renewed_while_the_function_runs():
     # After the run ends, renewal stops.
     time.sleep(0.5)
     assert TaskRun.objects.get(pk=run.pk).lease_until == renewed
+
+
+def test_lease_renewal_goes_on_after_a_database_error(monkeypatch):
+    from django.db import OperationalError, close_old_connections
+    from sisy import runner
+
+    failures = []
+
+    def flaky_close_old_connections():
+        if not failures:
+            failures.append(1)
+            raise OperationalError('database is locked')
+        close_old_connections()
+
+    monkeypatch.setattr(runner, 'close_old_connections', flaky_close_old_connections)
+    start = timezone.now()
+    run = TaskRun.objects.create(task_label='long', scheduled_for=start, status='running',
+                                 lease_until=start)
+    deadline = time.monotonic() + 10
+    with LeaseKeeper(run.pk, dt.timedelta(seconds=0.3)):
+        while TaskRun.objects.get(pk=run.pk).lease_until <= start:
+            assert time.monotonic() < deadline, 'renewal stopped after one error'
+            time.sleep(0.05)
+    assert failures == [1]
