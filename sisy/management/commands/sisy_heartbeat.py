@@ -1,5 +1,6 @@
 import logging
 import signal
+import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -25,10 +26,16 @@ class Command(BaseCommand):
         except (TypeError, ValueError) as error:
             raise CommandError('SISY_HEARTBEAT_FREQUENCY=%r is not usable: %s' % (frequency, error))
 
-        def stop(signum, frame):
-            logging.getLogger('sisy.heartbeat').info('Got %s, stopping',
-                                                     signal.Signals(signum).name)
+        def request_stop(name):
+            logging.getLogger('sisy.heartbeat').info('Got %s, stopping', name)
             heartbeat.stop.set()
+
+        def stop(signum, frame):
+            # Not in the handler itself: the signal can land while the main thread
+            # holds the stop event's lock (or the log stream's), and taking it again
+            # here would deadlock the command.
+            threading.Thread(target=request_stop, args=(signal.Signals(signum).name,),
+                             daemon=True).start()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
