@@ -23,8 +23,8 @@ RUNS = '/admin/sisy/taskrun/'
 def client_for(*codenames, superuser=False, staff=True):
     user = User.objects.create_user('user-%s' % User.objects.count(), password='pw',
                                     is_staff=staff, is_superuser=superuser)
-    for codename in codenames:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
+    # Django < 2.1 has no view permission; such codenames are simply not there.
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client = Client()
     client.force_login(user)
     return client
@@ -225,7 +225,9 @@ def test_run_history_is_browsable_by_task_and_read_only(admin_client_, worker, s
     assert 'flaky' in errors and '>other<' not in errors
     run = TaskRun.objects.get(task=task)
     detail = admin_client_.get(RUNS + '%d/change/' % run.pk)
-    assert 'Traceback' in text(detail) and 'name="_save"' not in text(detail)
+    assert 'Traceback' in text(detail)
+    if sisy_admin.HAS_VIEW_PERMISSION:
+        assert 'name="_save"' not in text(detail)
     assert admin_client_.get(RUNS + 'add/').status_code == 403
     assert admin_client_.post(RUNS + '%d/delete/' % run.pk, {'post': 'yes'}).status_code == 403
     assert TaskRun.objects.filter(pk=run.pk).exists()

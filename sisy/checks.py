@@ -1,0 +1,148 @@
+"""System checks for mistakes that would keep Sisy's tasks from running.
+
+Registered by SisyConfig.ready(); `manage.py check` shows them. Each message
+names the value at fault, and the hint says what to do instead.
+"""
+
+import numbers
+import re
+
+from django.conf import settings
+from django.core import checks
+
+from sisy.conf import setting
+from sisy.schedule import InvalidSchedule, Schedule
+
+CHANNEL_SETTINGS = (
+    # setting, the consumer that must receive that channel
+    ('SISY_HEARTBEAT_CHANNEL', 'heartbeat'),
+    ('SISY_RUN_TASK_CHANNEL', 'run_task'),
+    ('SISY_KILL_TASK_CHANNEL', 'kill_task'),
+)
+# Channels 1.x names; '!' and '?' mark process-local channels no worker pool can share.
+CHANNEL_NAME = re.compile(r'^[a-zA-Z0-9_.-]{1,99}$')
+IN_MEMORY_LAYER = 'asgiref.inmemory.ChannelLayer'
+INCLUDE_HINT = ("Add include('sisy.routing.channel_routing') to the routing list named by "
+                "CHANNEL_LAYERS['default']['ROUTING'].")
+
+
+def check_time_zone_support(app_configs=None, **kwargs):
+    """Schedules are local time turned into aware instants, so USE_TZ must be on."""
+    if getattr(settings, 'USE_TZ', False):
+        return []
+    return [checks.Error(
+        'USE_TZ is %r; Sisy needs aware datetimes to read schedules in TIME_ZONE (%s) '
+        'and store run times.' % (getattr(settings, 'USE_TZ', None), settings.TIME_ZONE),
+        hint='Set USE_TZ = True in your settings.', id='sisy.E007')]
+
+
+def check_settings(app_configs=None, **kwargs):
+    """Each SISY_ setting has a usable value."""
+    errors = []
+    frequency = setting('SISY_HEARTBEAT_FREQUENCY')
+    if not _is_number(frequency) or frequency <= 0:
+        errors.append(checks.Error(
+            'SISY_HEARTBEAT_FREQUENCY=%r is not a positive number of seconds.' % (frequency,),
+            hint='Set it to the seconds between heartbeat ticks, e.g. 60 (the default); no '
+                 'task runs more often than this.', id='sisy.E003'))
+    default = setting('SISY_DEFAULT_SCHEDULE')
+    try:
+        Schedule(default)
+    except InvalidSchedule as error:
+        errors.append(checks.Error(
+            'SISY_DEFAULT_SCHEDULE is not a valid schedule: %s' % error,
+            hint="Use a cron expression such as '* * * * *' (the default) or '30 0 * * *'.",
+            id='sisy.E004'))
+    names = {}
+    for name, _ in CHANNEL_SETTINGS:
+        value = setting(name)
+        if not isinstance(value, str) or not CHANNEL_NAME.match(value):
+            errors.append(checks.Error(
+                '%s=%r is not a valid channel name.' % (name, value),
+                hint="Use ASCII letters, digits, '-', '_' and '.', under 100 characters, "
+                     "e.g. 'sisy.run_task'.", id='sisy.E005'))
+        elif value in names:
+            errors.append(checks.Error(
+                '%s and %s are both %r; each Sisy channel needs its own name.'
+                % (names[value], name, value),
+                hint='Give them different names, e.g. the defaults sisy.heartbeat, '
+                     'sisy.run_task and sisy.kill_task.', id='sisy.E005'))
+        else:
+            names[value] = name
+    days = setting('SISY_RUN_HISTORY_DAYS')
+    if days is not None and (not _is_number(days) or days < 0):
+        errors.append(checks.Error(
+            'SISY_RUN_HISTORY_DAYS=%r is not a number of days.' % (days,),
+            hint='Use a number such as 30 (the default) to keep that many days of run '
+                 'history, or None to keep it all.', id='sisy.E006'))
+    return errors
+
+
+def check_channel_layer(app_configs=None, **kwargs):
+    """The default channel layer routes Sisy's channels to Sisy and reaches other processes."""
+    layers = getattr(settings, 'CHANNEL_LAYERS', None) or {}
+    layer = layers.get('default')
+    if not layer:
+        return [checks.Error(
+            'CHANNEL_LAYERS has no "default" layer, so Sisy cannot send or receive messages.',
+            hint="Configure one, e.g. {'default': {'BACKEND': 'asgi_ipc.IPCChannelLayer', "
+                 "'ROUTING': 'myproject.routing.channel_routing'}}.", id='sisy.E002')]
+    problems = []
+    if layer.get('BACKEND') == IN_MEMORY_LAYER:
+        problems.append(checks.Warning(
+            "CHANNEL_LAYERS['default'] uses %s, which lives inside one process: the "
+            "sisy_heartbeat command and your workers cannot reach each other through it."
+            % IN_MEMORY_LAYER,
+            hint="Use 'asgi_ipc.IPCChannelLayer' on one machine, or "
+                 "'asgi_redis.RedisChannelLayer' across machines.", id='sisy.W001'))
+    return problems + _check_routing(layer.get('ROUTING'))
+
+
+def _check_routing(routing):
+    from django.core.exceptions import ImproperlyConfigured
+    from channels.routing import Router
+
+    if not routing:
+        return [checks.Error("CHANNEL_LAYERS['default'] has no ROUTING, so no worker runs "
+                             "Sisy's consumers.", hint=INCLUDE_HINT, id='sisy.E002')]
+    try:
+        router = Router(routing)
+    except (ImproperlyConfigured, ImportError, ValueError) as error:
+        return [checks.Error("CHANNEL_LAYERS['default']['ROUTING']=%r cannot be loaded: %s"
+                             % (routing, error), hint=INCLUDE_HINT, id='sisy.E002')]
+    from sisy import consumers
+    errors = []
+    for name, consumer_name in CHANNEL_SETTINGS:
+        channel = setting(name)
+        if not isinstance(channel, str) or not CHANNEL_NAME.match(channel):
+            continue  # reported by check_settings
+        expected = getattr(consumers, consumer_name)
+        found = router.match(_Probe(channel))
+        if found is None:
+            errors.append(checks.Error(
+                'Channel %r (%s) is not routed in %r, so nothing handles Sisy\'s %s '
+                'messages.' % (channel, name, routing, consumer_name.replace('_', ' ')),
+                hint=INCLUDE_HINT + ' If you changed %s after sisy.routing was imported, '
+                     'routes use the old name.' % name, id='sisy.E001'))
+        elif found[0] is not expected:
+            errors.append(checks.Error(
+                'Channel %r (%s) is routed to %r in %r, not to sisy.consumers.%s.'
+                % (channel, name, found[0], routing, consumer_name),
+                hint='Route it to Sisy, or give %s a name no other route uses.' % name,
+                id='sisy.E001'))
+    return errors
+
+
+class _Probe(dict):
+    """Just enough of a channels Message for Router.match(), without a channel layer."""
+
+    def __init__(self, channel_name):
+        super().__init__()
+        self.channel = type('ProbeChannel', (), {'name': channel_name})()
+
+    def copy(self):
+        return _Probe(self.channel.name)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
