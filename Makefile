@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Python 3.9 is the newest Python that Django 2.2 supports.
 PYTHON39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python) $(shell command -v python3.9))
 
-.PHONY: demo test test-sqlite test-postgresql tox-oldest docs services browser venv clean
+.PHONY: demo test test-sqlite test-postgresql tox docs services browser venv clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: setup.py requirements/primary.txt requirements/test.txt
@@ -14,6 +14,15 @@ $(VENV)/.installed: setup.py requirements/primary.txt requirements/test.txt
 	$(PY) -m pip install -q --upgrade 'pip<24.1' 'setuptools<70' wheel
 	$(PY) -m pip install -q -r requirements/test.txt -e .
 	touch $@
+
+# The demo: SQLite + asgi_ipc by default, nothing else to start;
+# SISY_DEMO_STACK=postgresql-redis make demo uses PostgreSQL + Redis instead.
+# Serves http://127.0.0.1:$(DEMO_PORT)/ (admin: admin / admin); Ctrl-C stops it.
+DEMO_PORT ?= 8000
+demo: venv
+	@if [ "$$SISY_DEMO_STACK" = postgresql-redis ]; then .ci/services; fi
+	cd extra/demo && ../../$(PY) manage.py prepare_demo --verbosity 0
+	cd extra/demo && PATH="$(abspath $(VENV))/bin:$$PATH" honcho start --port $(DEMO_PORT)
 
 services:
 	.ci/services
@@ -30,13 +39,17 @@ test-sqlite: venv services browser
 test-postgresql: venv services
 	SISY_TEST_DATABASE=postgresql $(PY) -m pytest --ignore=tests/integration
 
-tox-oldest: venv
-	$(VENV)/bin/tox -e py36-django111
+# Unit tests on the primary runtime and on the oldest stack setup.py claims
+# (Python 3.6, Django 1.11); tox finds pyenv's interpreters on this PATH.
+SPACE := $(subst ,, )
+PYENV_BINS := $(subst $(SPACE),:,$(wildcard $(HOME)/.pyenv/versions/*/bin))
+tox: venv
+	PATH="$(PYENV_BINS):$$PATH" $(VENV)/bin/tox -e py39-django22,py36-django111
 
 docs: venv
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
 
-test: test-sqlite test-postgresql tox-oldest docs
+test: test-sqlite test-postgresql tox docs
 	@echo "All Sisy checks passed."
 
 clean:
