@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 
 from sisy import dispatch
 from sisy.callables import CallableNotFound, describe_callable, dotted_path, load_callable
-from sisy.describe import describe
+from sisy.describe import describe, local_time
 from sisy.models import Task, TaskRun, encode_userdata
 from sisy.schedule import InvalidSchedule
 
@@ -27,10 +27,7 @@ HAS_VIEW_PERMISSION = django.VERSION >= (2, 1)
 
 def local(when):
     """A datetime as an operator reads it: local time with the zone's abbreviation."""
-    if when is None:
-        return '-'
-    return timezone.localtime(when, timezone.get_default_timezone()).strftime(
-        '%a %Y-%m-%d %H:%M:%S %Z')
+    return local_time(when, timezone.get_default_timezone())
 
 
 def planned_runs(task, now, count=PREVIEW_RUNS):

@@ -160,3 +160,10 @@ def _and(words):
 
 def _clock(hour, minute):
     return '%02d:%02d' % (hour, minute)
+
+
+def local_time(when, zone):
+    """An instant as an operator reads it: wall time in `zone` with its abbreviation."""
+    if when is None:
+        return '-'
+    return when.astimezone(zone).strftime('%a %Y-%m-%d %H:%M:%S %Z')
