@@ -33,6 +33,9 @@ CHANNEL_LAYERS = {'default': {
     'BACKEND': 'asgiref.inmemory.ChannelLayer',
     'ROUTING': 'tests.routing.channel_routing',
 }}
+# The unit tests use the in-memory layer on purpose (everything runs in one process),
+# so the warning that it cannot reach other processes would only be noise here.
+SILENCED_SYSTEM_CHECKS = ['sisy.W001']
 
 MIDDLEWARE = [
     'django.contrib.sessions.middleware.SessionMiddleware',
