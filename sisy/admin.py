@@ -168,11 +168,6 @@ class TaskAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).defer('_extra_data')
 
-    def save_model(self, request, obj, form, change):
-        if change and 'enabled' in form.changed_data and obj.enabled:
-            obj.disabled_reason = ''
-        super().save_model(request, obj, form, change)
-
     # -- columns and read-only fields ------------------------------------------------
 
     def schedule_meaning(self, task):
@@ -249,8 +244,7 @@ class TaskAdmin(admin.ModelAdmin):
         tasks = list(queryset.filter(enabled=False))
         for task in tasks:
             task.enabled = True
-            task.disabled_reason = ''
-            task.save()  # works out the next run from now
+            task.save()  # clears disabled_reason and works out the next run from now
         self.message_user(request, 'Enabled %d task(s).' % len(tasks))
     enable_tasks.short_description = 'Enable selected tasks'
 
