@@ -37,7 +37,7 @@ def check_time_zone_support(app_configs=None, **kwargs):
 
 
 def check_settings(app_configs=None, **kwargs):
-    """Each SISY_ setting has a usable value."""
+    """Every SISY_* setting has a usable value."""
     errors = []
     frequency = setting('SISY_HEARTBEAT_FREQUENCY')
     if not _is_number(frequency) or frequency <= 0:
