@@ -1,0 +1,1 @@
+"""Tests that start real Sisy processes (heartbeat, workers, daphne) on both stacks."""

@@ -1,0 +1,258 @@
+"""Start and watch real Sisy processes for one test: heartbeat(s), workers, daphne.
+
+The test process never imports the project's settings; it reads the shared
+database with plain sqlite3 / psycopg2 and talks HTTP to daphne.
+"""
+
+import datetime as dt
+import glob
+import http.cookiejar
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import psycopg2
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO = os.path.join(ROOT, 'extra', 'demo')
+BIN = os.path.dirname(sys.executable)
+PG = {'user': 'postgres', 'host': '127.0.0.1', 'port': 5432}
+STACKS = ('sqlite-ipc', 'postgresql-redis')
+# What must never appear in a process's log.
+TROUBLE = re.compile(r'Traceback|ChannelFull|RuntimeError|database is locked|deadlocked')
+SISY_WORKER = ['runworker', '--exclude-channels=http.*', '--exclude-channels=websocket.*']
+WEB_WORKER = ['runworker', '--only-channels=http.*', '--only-channels=websocket.*']
+
+
+def wait_until(predicate, timeout, interval=0.1, message='condition'):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError('Timed out after %s s waiting for %s (last: %r)'
+                                 % (timeout, message, value))
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def parse_time(value):
+    """A datetime from either backend as an aware UTC datetime."""
+    if value is None or isinstance(value, dt.datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc)
+
+
+# -- databases -----------------------------------------------------------------------
+
+
+def pg_admin(sql):
+    connection = psycopg2.connect(dbname='postgres', **PG)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        connection.close()
+
+
+def drop_pg_database(name):
+    pg_admin('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+class Database:
+    """Read-only queries against one test's database, whichever the backend."""
+
+    def __init__(self, stack, name):
+        self.stack, self.name = stack, name
+
+    def rows(self, sql, params=()):
+        if self.stack == 'sqlite-ipc':
+            connection = sqlite3.connect(self.name, timeout=30)
+            try:
+                return connection.execute(sql, params).fetchall()
+            finally:
+                connection.close()
+        connection = psycopg2.connect(dbname=self.name, **PG)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql.replace('?', '%s'), params)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def value(self, sql, params=()):
+        return self.rows(sql, params)[0][0]
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+class Process:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name, argv, env, log_dir):
+        self.name = name
+        self.log_path = os.path.join(log_dir, '%s.log' % name)
+        self.log_file = open(self.log_path, 'w')
+        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log_file,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self):
+        with open(self.log_path) as log:
+            return log.read()
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self, signum=signal.SIGTERM, timeout=10):
+        """Signal the process and wait for it; kill it if it does not stop in time."""
+        if self.alive():
+            self.popen.send_signal(signum)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log_file.close()
+        return self.popen.returncode
+
+
+class Cluster:
+    """One test's Sisy site: database, channel layer prefix and processes."""
+
+    def __init__(self, stack, database, prefix, log_dir):
+        self.stack = stack
+        self.db = Database(stack, database)
+        self.prefix = prefix
+        self.log_dir = log_dir
+        self.port = None
+        self.processes = []
+        self.env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([ROOT, DEMO]), PYTHONUNBUFFERED='1',
+            DJANGO_SETTINGS_MODULE='tests.integration.settings', SISY_DEMO_STACK=stack,
+            SISY_IT_DATABASE=database, SISY_IT_PREFIX=prefix)
+
+    # running Django inside the project
+
+    def manage(self, *args, timeout=120):
+        """Run a management command to completion; return its stdout."""
+        result = subprocess.run([sys.executable, '-m', 'django'] + list(args), cwd=ROOT,
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, timeout=timeout)
+        assert result.returncode == 0, 'manage.py %s failed:\n%s%s' % (
+            ' '.join(args), result.stdout, result.stderr)
+        return result.stdout
+
+    def scenario(self, function, **kwargs):
+        """Call tests.integration.probe.scenarios.<function>(**kwargs) in the project."""
+        code = ('import json; from tests.integration.probe import scenarios; '
+                'print("RESULT " + json.dumps(scenarios.%s(**json.loads(%r))))'
+                % (function, json.dumps(kwargs)))
+        output = self.manage('shell', '-c', code)
+        return json.loads(output.split('RESULT ', 1)[1])
+
+    # processes
+
+    def start(self, name, argv):
+        process = Process(name, argv, self.env, self.log_dir)
+        self.processes.append(process)
+        return process
+
+    def start_heartbeat(self, name='heartbeat'):
+        process = self.start(name, [sys.executable, '-m', 'django', 'sisy_heartbeat'])
+        wait_until(lambda: 'Heartbeat started' in process.log() or not process.alive(), 30,
+                   message='%s to start' % name)
+        assert process.alive(), process.log()
+        return process
+
+    def start_site(self, heartbeats=1, sisy_workers=2):
+        """daphne, a web worker, Sisy workers and heartbeat(s), each ready to work."""
+        self.port = free_port()
+        self.start('daphne', [os.path.join(BIN, 'daphne'), '-b', '127.0.0.1', '-p',
+                              str(self.port), 'demo.asgi:channel_layer'])
+        workers = [self.start('web-worker', [sys.executable, '-m', 'django'] + WEB_WORKER)]
+        for number in range(sisy_workers):
+            workers.append(self.start('sisy-worker-%d' % (number + 1),
+                                      [sys.executable, '-m', 'django'] + SISY_WORKER))
+        for worker in workers:
+            wait_until(lambda: 'Listening on channels' in worker.log() or not worker.alive(),
+                       30, message='%s to listen' % worker.name)
+            assert worker.alive(), worker.log()
+        wait_until(self._daphne_up, 30, message='daphne on port %s' % self.port)
+        for number in range(heartbeats):
+            self.start_heartbeat('heartbeat-%d' % (number + 1))
+
+    def _daphne_up(self):
+        with socket.socket() as sock:
+            return sock.connect_ex(('127.0.0.1', self.port)) == 0
+
+    def named(self, prefix):
+        return [process for process in self.processes if process.name.startswith(prefix)]
+
+    def check_health(self):
+        """All workers still alive and no process logged a traceback or a full channel."""
+        for worker in self.named('sisy-worker') + self.named('web-worker'):
+            assert worker.alive(), '%s died:\n%s' % (worker.name, worker.log()[-3000:])
+        for process in self.processes:
+            log = process.log()
+            found = TROUBLE.search(log)
+            assert not found, '%s logged %r:\n%s' % (
+                process.name, found.group(0), log[max(0, found.start() - 2000):found.start() + 2000])
+
+    def stop_all(self):
+        for process in reversed(self.processes):
+            process.stop()
+
+    # HTTP
+
+    def post_form(self, page, action):
+        """GET `page` for its CSRF token, then POST the form to `action`; return the page after."""
+        base = 'http://127.0.0.1:%d' % self.port
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        html = opener.open(base + page, timeout=30).read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+        request = urllib.request.Request(
+            base + action, data=urllib.parse.urlencode({'csrfmiddlewaretoken': token}).encode(),
+            headers={'Referer': base + page})
+        with opener.open(request, timeout=30) as response:
+            return response.status, response.read().decode()
+
+
+# -- channel layers ------------------------------------------------------------------
+
+
+def clear_layer(stack, prefix):
+    """Remove what a test's channel layer left behind: shared memory or Redis keys."""
+    if stack == 'sqlite-ipc':
+        for path in glob.glob('/dev/shm/%s-*' % prefix) + glob.glob('/dev/shm/sem.%s-*' % prefix):
+            os.unlink(path)
+        return
+    client = redis.StrictRedis(host='127.0.0.1', port=6379)
+    keys = list(client.scan_iter(match=prefix + '*', count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start:start + 500])
+
+
+def copy_sqlite(source, target):
+    for suffix in ('', '-wal'):
+        if os.path.exists(source + suffix):
+            shutil.copyfile(source + suffix, target + suffix)
