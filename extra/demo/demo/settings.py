@@ -54,6 +54,7 @@ else:
     DATABASES = {'default': {
         'ENGINE': 'django.db.backends.postgresql',
         'NAME': 'sisy_demo', 'USER': 'postgres', 'HOST': '127.0.0.1', 'PORT': 5432,
+        'CONN_MAX_AGE': 60,
     }}
     CHANNEL_LAYERS = {'default': {
         'BACKEND': 'asgi_redis.RedisChannelLayer',
