@@ -42,9 +42,9 @@ test-postgresql: venv services
 # Unit tests on the primary runtime and on the oldest stack setup.py claims
 # (Python 3.6, Django 1.11); tox finds pyenv's interpreters on this PATH.
 SPACE := $(subst ,, )
-PYENV_BINS := $(subst $(SPACE),:,$(wildcard $(HOME)/.pyenv/versions/*/bin))
+PYENV_BINS := $(subst $(SPACE),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 tox: venv
-	PATH="$(PYENV_BINS):$$PATH" $(VENV)/bin/tox -e py39-django22,py36-django111
+	PATH="$(if $(PYENV_BINS),$(PYENV_BINS):)$$PATH" $(VENV)/bin/tox -e py39-django22,py36-django111
 
 docs: venv
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
