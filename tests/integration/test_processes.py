@@ -136,7 +136,6 @@ def test_a_burst_of_1000_due_tasks_all_run_once_at_default_capacity(cluster, fig
         return db.value('SELECT COUNT(*) FROM probe_proberun WHERE tag LIKE ?', ['burst-%'])
 
     wait_until(lambda: burst_runs() >= 1000, 240, interval=0.5, message='1,000 runs')
-    ran = time.time()
     wait_until(lambda: db.value('SELECT COUNT(*) FROM sisy_task WHERE label = ?', [RECORD]) == 0,
                240, interval=0.5, message='the reaper to delete the finished tasks')
     reaped = time.time()
@@ -152,16 +151,14 @@ def test_a_burst_of_1000_due_tasks_all_run_once_at_default_capacity(cluster, fig
             % (cluster.stack, (first - due).total_seconds(), (last - due).total_seconds(),
                1000 / max((last - first).total_seconds(), 0.001),
                reaped - due.timestamp()))
-    assert ran > 0
 
 
-@pytest.mark.parametrize('signum', [signal.SIGTERM], ids=['SIGTERM'])
-def test_heartbeat_stops_promptly_and_cleanly_on_a_signal(cluster, signum):
+def test_heartbeat_stops_promptly_and_cleanly_on_sigterm(cluster):
     for delay in (0, 1.5):  # as soon as it starts, and while it waits between ticks
         heartbeat = cluster.start_heartbeat('heartbeat-%s' % delay)
         time.sleep(delay)  # where the signal lands, not waiting for a result
         started = time.monotonic()
-        heartbeat.popen.send_signal(signum)
+        heartbeat.popen.send_signal(signal.SIGTERM)
         wait_until(lambda: not heartbeat.alive(), 5, interval=0.02, message='the heartbeat to exit')
         took = time.monotonic() - started
         assert heartbeat.popen.returncode == 0, heartbeat.log()
