@@ -161,16 +161,27 @@ def send_to_reaper(task_id):
     return True
 
 
-def send_finished_to_reaper(limit=100):
-    """Re-send reaper messages for finished tasks that are still in the table."""
-    for task_id in Task.objects.finished().values_list('pk', flat=True)[:limit]:
-        if not send_to_reaper(task_id):
-            break
+def send_finished_to_reaper():
+    """Send one reaper message if finished tasks remain; it sweeps a batch of them."""
+    task_id = Task.objects.finished().values_list('pk', flat=True).first()
+    if task_id is not None:
+        send_to_reaper(task_id)
+
+
+REAP_BATCH = 500
 
 
 def reap(task_id):
-    """Delete the task if it is finished; return whether it was deleted."""
-    deleted, _ = Task.objects.finished().filter(pk=task_id).delete()
+    """Delete the task if it is finished, and a batch of other finished tasks.
+
+    The batch clears the backlog left when reaper messages met a full channel
+    (a burst of run_once tasks), which would otherwise take a tick per message.
+    Returns how many tasks were deleted.
+    """
+    finished = Task.objects.finished()
+    backlog = list(finished.exclude(pk=task_id).values_list('pk', flat=True)[:REAP_BATCH])
+    _, per_model = finished.filter(pk__in=[task_id] + backlog).delete()
+    deleted = per_model.get(Task._meta.label, 0)
     if deleted:
-        log.info('Reaped finished task %s', task_id)
-    return bool(deleted)
+        log.info('Reaped %d finished task(s)', deleted)
+    return deleted

@@ -303,6 +303,14 @@ def test_reaper_only_deletes_finished_tasks(worker):
     assert list(Task.objects.values_list('label', flat=True)) == ['alive']
 
 
+def test_one_reaper_message_clears_a_backlog_of_finished_tasks(worker):
+    kept = make(label='kept')
+    done = [make(label='done-%d' % n) for n in range(30)]
+    Task.objects.filter(label__startswith='done').update(next_run=None)
+    assert dispatch.reap(done[0].pk) == 30
+    assert list(Task.objects.values_list('pk', flat=True)) == [kept.pk]
+
+
 def test_bad_run_messages_do_not_crash_the_consumer(caplog):
     class FakeMessage:
         content = {'run_id': 'DROP TABLE'}
