@@ -30,26 +30,6 @@ def local(when):
     return local_time(when, timezone.get_default_timezone())
 
 
-def planned_runs(task, now, count=PREVIEW_RUNS):
-    """The next `count` times `task` will run as it stands (unsaved changes included)."""
-    if not task.enabled:
-        return []
-    retimed = task.pk is None or set(task._changed_fields() or ()) & {
-        'schedule', 'start_running', 'end_running', 'wait_for_schedule', 'enabled'}
-    first = task.first_run(now) if retimed else task.next_run
-    if first is None:
-        return []
-    times = [first]
-    schedule, zone = task.get_schedule(), timezone.get_default_timezone()
-    limit = min(count, task.iterations) if task.iterations else count
-    while len(times) < limit:
-        following = schedule.next_after(times[-1], zone)
-        if task.end_running is not None and following > task.end_running:
-            break
-        times.append(following)
-    return times
-
-
 class TaskForm(forms.ModelForm):
     """The task form, plus the task function given as a dotted path (and model row)."""
 
@@ -198,7 +178,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     def upcoming_runs(self, task):
         try:
-            times = planned_runs(task, timezone.now())
+            times = task.planned_runs(timezone.now(), PREVIEW_RUNS)
         except InvalidSchedule as error:
             return str(error)
         if not times:

@@ -165,6 +165,21 @@ class Task(models.Model):
         following = self.get_schedule().next_after(when, timezone.get_default_timezone())
         return self._within_end(following)
 
+    def planned_runs(self, now, count):
+        """The next `count` run times as the task stands, unsaved timing changes included."""
+        if not self.enabled:
+            return []
+        changed = self._changed_fields()
+        retimed = changed is None or set(TIMING_FIELDS) & set(changed)
+        when = self.first_run(now) if retimed else self.next_run
+        limit = min(count, self.iterations) if self.iterations else count
+        schedule, zone = self.get_schedule(), timezone.get_default_timezone()
+        times = []
+        while when is not None and len(times) < limit:
+            times.append(when)
+            when = self._within_end(schedule.next_after(when, zone))
+        return times
+
     def _within_end(self, when):
         if self.end_running is not None and when > self.end_running:
             return None

@@ -148,13 +148,13 @@ def test_editing_keeps_the_function_and_retimes_the_task(admin_client_):
 def test_preview_respects_iterations_and_end(admin_client_):
     now = timezone.now()
     three = make('three', '0 * * * *', iterations=3)
-    assert len(sisy_admin.planned_runs(three, now)) == 3
+    assert len(three.planned_runs(now, sisy_admin.PREVIEW_RUNS)) == 3
     ends = make('ends', '0 * * * *')
     ends.end_running = ends.next_run + dt.timedelta(hours=1, minutes=30)
     ends.save()
-    assert len(sisy_admin.planned_runs(ends, now)) == 2
+    assert len(ends.planned_runs(now, sisy_admin.PREVIEW_RUNS)) == 2
     off = make('off', enabled=False)
-    assert sisy_admin.planned_runs(off, now) == []
+    assert off.planned_runs(now, sisy_admin.PREVIEW_RUNS) == []
 
 
 def test_run_now_action_makes_the_task_due_and_says_when(admin_client_):
@@ -211,7 +211,7 @@ def test_view_only_staff_can_look_but_not_act():
 
 def test_run_history_is_browsable_by_task_and_read_only(admin_client_, worker, soon):
     task = make('flaky', '* * * * *')
-    other = make('other', '* * * * *')
+    make('other', '* * * * *')
     Task.objects.update(next_run=soon)
     Task.objects.filter(pk=task.pk).update(
         _func_info=task_with_callable(tasks.explode)._func_info)
@@ -220,6 +220,7 @@ def test_run_history_is_browsable_by_task_and_read_only(admin_client_, worker, s
     assert '1 run(s), 1 with errors' in page
     history = rows(admin_client_.get(RUNS, {'task__id__exact': task.pk}))
     assert 'flaky' in history and 'RuntimeError: boom from a test task' in history
+    assert 'other' not in history  # the filter shows only this task's runs
     assert '>other<' not in history
     errors = rows(admin_client_.get(RUNS, {'status__exact': 'error'}))
     assert 'flaky' in errors and '>other<' not in errors
