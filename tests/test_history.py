@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from sisy import dispatch, history
+from sisy import history
 from sisy.models import Task, TaskRun, task_with_callable
 from tests.testapp import tasks
 
