@@ -18,6 +18,7 @@ setup(
         'asgiref>=1.1.2,<2',
         'croniter>=1.0',
         'pytz',
+        'prometheus_client>=0.17',  # sisy.urls' metrics view; 0.17.1 is the last for Python 3.6
     ],
     extras_require={
         # The embedded default layer: works across processes on one machine.

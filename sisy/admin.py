@@ -4,23 +4,38 @@ Times are shown in settings.TIME_ZONE, the zone schedules are read in, with
 the zone's abbreviation so daylight-saving changes are visible.
 """
 
+import datetime as dt
 import json
 
 import django
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.boundfield import BoundField
+from django.http import HttpResponseNotAllowed, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from sisy import dispatch
+from sisy import dispatch, health, ledger, lifecycle
 from sisy.callables import CallableNotFound, describe_callable, dotted_path, load_callable
-from sisy.describe import describe, local_time
+from sisy.describe import describe, dst_notes, local_time
 from sisy.models import Task, TaskRun, encode_userdata
 from sisy.schedule import InvalidSchedule
 
+try:
+    from django.urls import re_path
+except ImportError:  # Django 1.11
+    from django.conf.urls import url as re_path
+
 PREVIEW_RUNS = 5
+LEDGER_LINES = 20
+# The form fields the live schedule preview reads (sisy/static/sisy/schedule_preview.js).
+PREVIEWED_FIELDS = ('schedule', 'start_running', 'end_running', 'wait_for_schedule',
+                    'iterations')
+NO_VALID_SCHEDULE = 'None: the schedule is not valid.'
 # Django 2.1 added the view permission and permission-checked actions.
 HAS_VIEW_PERMISSION = django.VERSION >= (2, 1)
 
@@ -30,8 +45,50 @@ def local(when):
     return local_time(when, timezone.get_default_timezone())
 
 
+class UserdataField(forms.CharField):
+    """A JSON object edited as text: only a change of the data, not of its layout, counts."""
+
+    def has_changed(self, initial, data):
+        return _json_or_text(initial) != _json_or_text(data)
+
+
+def _json_or_text(text):
+    text = (text or '').strip() or '{}'
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+NOT_SHOWN = object()  # a post that does not say what the form showed for a field
+
+
+class ShownBoundField(BoundField):
+    """A field of a task being edited, with a hidden copy of the value the form showed.
+
+    When a form with errors is shown again Django fills that copy with the posted
+    value; this keeps what was first shown, so edits made before the error still
+    count as edits when the form is sent again.
+    """
+
+    def as_hidden(self, attrs=None, **kwargs):
+        shown = self.form.shown(self.name)
+        if not kwargs.get('only_initial') or shown is NOT_SHOWN:
+            return super().as_hidden(attrs, **kwargs)
+        attrs = dict(attrs or {}, id=self.html_initial_id)
+        return self.field.hidden_widget().render(self.html_initial_name, shown, attrs=attrs,
+                                                 renderer=self.form.renderer)
+
+
 class TaskForm(forms.ModelForm):
-    """The task form, plus the task function given as a dotted path (and model row)."""
+    """The task form, plus the task function given as a dotted path (and model row).
+
+    Editing a task applies only what the operator changed from what the form
+    showed: everything else keeps the value the task has now, so a form opened
+    before Sisy disabled the task, used an iteration or stored userdata cannot
+    undo that. Where both changed a field, the operator's value is saved and
+    `overridden` lists what Sisy had set, for a warning.
+    """
 
     function = forms.CharField(
         max_length=500,
@@ -42,23 +99,31 @@ class TaskForm(forms.ModelForm):
         label='Instance primary key', required=False, max_length=255,
         help_text='Only for an instance method of a model: the primary key of the row '
                   'to call it on. (Example: 42, or a UUID.) Leave blank otherwise.')
-    userdata = forms.CharField(
+    userdata = UserdataField(
         required=False, widget=forms.Textarea(attrs={'rows': 4}),
         help_text='JSON object kept with the task; the function can read and change it '
                   'as message["task"].userdata. (Example: {"recipients": ["ops@example.com"]})')
 
+    class Media:
+        css = {'all': ('sisy/schedule_preview.css',)}
+        js = ('sisy/schedule_preview.js',)
+
     class Meta:
         model = Task
         fields = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
-                  'wait_for_schedule', 'iterations', 'allow_overlap')
+                  'wait_for_schedule', 'iterations', 'allow_overlap', 'timeout', 'retries',
+                  'retry_delay')
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.overridden = []
         self.fields['label'].required = False
         self.fields['label'].help_text = ('Any name you like. (Example: "nightly-digest"; '
                                           'blank: the function\'s dotted path.)')
         task = self.instance
         if task.pk is not None:
+            for field in self.fields.values():
+                field.show_hidden_initial = True  # so a post says what the form showed
             try:
                 info = task.funcinfo
                 self.initial['function'] = dotted_path(info)
@@ -70,18 +135,41 @@ class TaskForm(forms.ModelForm):
             except ValueError:
                 self.initial['userdata'] = task._extra_data
 
+    def __getitem__(self, name):
+        if name not in self._bound_fields_cache and name in self.fields and \
+                self.fields[name].show_hidden_initial:
+            self._bound_fields_cache[name] = ShownBoundField(self, self.fields[name], name)
+        return super().__getitem__(name)
+
+    def shown(self, name):
+        """The raw value the form showed for `name` when rendered, or NOT_SHOWN if not posted."""
+        if not self.is_bound:
+            return NOT_SHOWN
+        widget, key = self.fields[name].hidden_widget(), self.add_initial_prefix(name)
+        if widget.value_omitted_from_data(self.data, self.files, key):
+            return NOT_SHOWN
+        return widget.value_from_datadict(self.data, self.files, key)
+
     def clean_userdata(self):
         text = self.cleaned_data['userdata'].strip() or '{}'
         try:
             data = json.loads(text)
+        except ValueError as error:
+            raise forms.ValidationError('%s is not valid JSON: %s. (Example: {"key": "value"})'
+                                        % (text[:80], error))
+        if not isinstance(data, dict):
+            raise forms.ValidationError('%s is not a JSON object. (Example: {"key": "value"})'
+                                        % text[:80])
+        try:
             encode_userdata(data)
         except ValueError as error:
-            raise forms.ValidationError('%s is not a JSON object: %s. (Example: {"key": "value"})'
-                                        % (text[:80], error))
+            raise forms.ValidationError(str(error))
         return data
 
     def clean(self):
         cleaned = super().clean()
+        if self.instance.pk is not None:
+            self._keep_what_was_not_edited(cleaned)
         path = (cleaned.get('function') or '').strip()
         if not cleaned.get('label') and path:
             cleaned['label'] = path
@@ -91,6 +179,33 @@ class TaskForm(forms.ModelForm):
         if 'userdata' in cleaned and 'userdata' in self.changed_data:
             self.instance.userdata = cleaned['userdata']
         return cleaned
+
+    def _keep_what_was_not_edited(self, cleaned):
+        """Unedited fields take the task's current values; note edits over Sisy's changes.
+
+        The instance was loaded when the form was posted, so it holds what Sisy has
+        recorded since the form was shown. A post that does not say what was shown
+        (no hidden copies) is applied as it is.
+        """
+        for name, field in self.fields.items():
+            shown = self.shown(name)
+            if shown is NOT_SHOWN:
+                continue
+            if name in self.changed_data:
+                if field.has_changed(self[name].initial, shown):
+                    self.overridden.append(self._as_sisy_left_it(name))
+            elif name in TaskForm.Meta.fields and name in cleaned:
+                cleaned[name] = getattr(self.instance, name)
+
+    def _as_sisy_left_it(self, name):
+        value = self.initial.get(name)
+        if isinstance(value, dt.datetime):
+            value = local(value)
+        elif name == 'enabled' and not value and self.instance.disabled_reason:
+            value = 'off (disabled because: %s)' % self.instance.disabled_reason
+        elif isinstance(value, str) and len(value) > 80:
+            value = value[:80] + '...'
+        return '%s was %s' % (self[name].label, value)
 
     def _set_function(self, path, pk):
         try:
@@ -106,16 +221,41 @@ class TaskForm(forms.ModelForm):
             self.instance._func_info = json.dumps(info, sort_keys=True)
 
 
-def _check_change_permission(action):
-    """Actions change tasks, so they need the change permission (Django < 2.1 too)."""
+def _permission_checked(action, permission='change'):
+    """Allow the action only to users with the admin's has_<permission>_permission.
+
+    Django 2.1+ hides it from others (allowed_permissions); the check inside
+    covers older versions, which do not.
+    """
     def checked(model_admin, request, queryset):
-        if not model_admin.has_change_permission(request):
+        if not getattr(model_admin, 'has_%s_permission' % permission)(request):
             raise PermissionDenied
         return action(model_admin, request, queryset)
     checked.__name__ = action.__name__
     checked.short_description = action.short_description
-    checked.allowed_permissions = ('change',)
+    checked.allowed_permissions = (permission,)
     return checked
+
+
+def _stop_runs(model_admin, request, runs):
+    """Ask the workers of the running ones of `runs` to stop them, and say what happens."""
+    runs = list(runs.values_list('pk', 'task_label', 'status', 'stop_requested'))
+    stopping = lifecycle.request_stop(pk for pk, _, status, _ in runs if status == TaskRun.RUNNING)
+    if stopping:
+        model_admin.message_user(
+            request, 'Asked the workers to stop %d running run(s): each stops at its worker\'s '
+                     'next lease renewal and is recorded as "stopped".' % stopping)
+    already = ['%s (run %s)' % (label, pk) for pk, label, status, requested in runs
+               if status == TaskRun.RUNNING and requested]
+    if already:
+        model_admin.message_user(request, 'Already asked to stop: %s.' % ', '.join(already),
+                                 messages.WARNING)
+    idle = ['%s (run %s, %s)' % (label, pk, status) for pk, label, status, _ in runs
+            if status != TaskRun.RUNNING]
+    if idle:
+        model_admin.message_user(request, 'Not running, so not stopped: %s.' % ', '.join(idle),
+                                 messages.WARNING)
+    return stopping
 
 
 @admin.register(Task)
@@ -125,28 +265,51 @@ class TaskAdmin(admin.ModelAdmin):
                     'last_run_local', 'outcome', 'enabled')
     list_filter = ('enabled', 'last_outcome', 'running', 'allow_overlap')
     search_fields = ('label', 'schedule', '_func_info')
-    actions = ['run_now', 'enable_tasks', 'disable_tasks']
-    readonly_fields = ('schedule_meaning', 'upcoming_runs', 'next_run_local', 'last_run_local',
-                       'outcome', 'running', 'disabled_reason', 'run_history', 'created_at',
+    actions = ['run_now', 'enable_tasks', 'disable_tasks', 'stop_runs']
+    readonly_fields = ('meaning', 'upcoming_runs', 'next_run_local', 'last_run_local',
+                       'outcome', 'running', 'disabled_reason', 'run_history', 'slot_ledger',
+                       'created_at',
                        'modified_at')
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = [
             (None, {'fields': ('label', 'function', 'instance_pk', 'enabled')}),
-            ('Schedule', {'fields': ('schedule',) + (
-                ('schedule_meaning', 'upcoming_runs') if obj else ()) + (
-                'start_running', 'end_running', 'wait_for_schedule', 'iterations',
-                'allow_overlap')}),
+            # The meaning and next runs follow the schedule as it is typed (schedule_preview).
+            ('Schedule', {'fields': (
+                'schedule', 'meaning', 'upcoming_runs', 'start_running', 'end_running',
+                'wait_for_schedule', 'iterations', 'allow_overlap')}),
+            ('Time limit and retries', {'fields': ('timeout', 'retries', 'retry_delay')}),
         ]
         if obj is not None:
             fieldsets.append(('Status', {'fields': (
                 'last_run_local', 'outcome', 'running', 'disabled_reason', 'run_history',
-                'created_at', 'modified_at')}))
+                'slot_ledger', 'created_at', 'modified_at')}))
         fieldsets.append(('User data', {'fields': ('userdata',), 'classes': ('collapse',)}))
         return fieldsets
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer('_extra_data')
+
+    def get_urls(self):
+        opts = self.model._meta
+        preview = re_path(r'^schedule-preview/$',
+                          self.admin_site.admin_view(self.schedule_preview_view),
+                          name='%s_%s_schedule_preview' % (opts.app_label, opts.model_name))
+        return [preview] + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        """The task list, with the scheduler's health in a banner on top (two queries)."""
+        if request.method == 'GET' and IS_POPUP_VAR not in request.GET:
+            extra_context = dict(extra_context or {},
+                                 sisy_health=health.banner(timezone.now()))
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if getattr(form, 'overridden', None):
+            self.message_user(request, 'Sisy changed this task after the form was shown, and '
+                                       'your values were saved over its: %s.'
+                              % '; '.join(form.overridden), messages.WARNING)
 
     # -- columns and read-only fields ------------------------------------------------
 
@@ -156,6 +319,12 @@ class TaskAdmin(admin.ModelAdmin):
         except InvalidSchedule as error:
             return 'invalid: %s' % error
     schedule_meaning.short_description = 'meaning'
+
+    def meaning(self, task):
+        """The schedule in words on the form, where the preview script keeps it up to date."""
+        return format_html('<span class="sisy-preview-meaning" aria-live="polite">{}</span>',
+                           self.schedule_meaning(task))
+    meaning.short_description = 'meaning'
 
     def next_run_local(self, task):
         if task.next_run is None:
@@ -177,21 +346,108 @@ class TaskAdmin(admin.ModelAdmin):
     outcome.admin_order_field = 'last_outcome'
 
     def upcoming_runs(self, task):
+        """The next runs and their daylight-saving notes; the preview script updates them."""
+        now = timezone.now()
         try:
-            times = task.planned_runs(timezone.now(), PREVIEW_RUNS)
-        except InvalidSchedule as error:
-            return str(error)
-        if not times:
-            return 'None: the task is disabled or has finished.'
-        return format_html('<ol class="sisy-upcoming">{}</ol>',
-                           format_html_join('', '<li>{}</li>', ((local(t),) for t in times)))
+            times = task.planned_runs(now, PREVIEW_RUNS)
+            notes = dst_notes(task.get_schedule(), times, timezone.get_default_timezone(),
+                              after=_preview_start(task, now))
+        except InvalidSchedule:
+            content = format_html('<p>{}</p>', NO_VALID_SCHEDULE)
+        except (ValueError, ArithmeticError) as error:
+            content = format_html('<p>{}</p>', _cannot_work_out(error))
+        else:
+            content = _runs_html(task, times, notes)
+        url = reverse('%s:%s_%s_schedule_preview' % (
+            self.admin_site.name, Task._meta.app_label, Task._meta.model_name))
+        if task.pk is not None:
+            url += '?task=%d' % task.pk
+        return format_html(
+            '<div class="sisy-preview-runs" aria-live="polite" data-preview-url="{}">{}</div>',
+            url, content)
     upcoming_runs.short_description = 'next %d runs' % PREVIEW_RUNS
+
+    # -- the live schedule preview -----------------------------------------------------
+
+    def has_preview_permission(self, request, task=None):
+        """Who may see a task form: view or change (Django 2.1+: view covers both), or add."""
+        if HAS_VIEW_PERMISSION:
+            seen = self.has_view_permission(request, task)
+        else:
+            seen = self.has_change_permission(request, task)
+        return seen or (task is None and self.has_add_permission(request))
+
+    def preview_now(self):
+        """The time the preview counts from (tests replace it)."""
+        return timezone.now()
+
+    def schedule_preview_view(self, request):
+        """JSON: the schedule's meaning, next runs and DST notes, or the form's error.
+
+        GET parameters are the form's timing fields: ``schedule``, ``start_running``
+        and ``end_running`` (``date time``, or ``_0`` and ``_1`` as the form sends them),
+        ``wait_for_schedule`` and ``iterations``; those not given keep their values.
+        With ``task`` (the primary key of the task being edited) the preview is of
+        that task with these values, as saving the form would leave it; without,
+        of a new task. Answers ``{"valid": true, "meaning", "next_runs", "notes"}``
+        (and ``"no_runs"``, why, when there are none) or ``{"valid": false, "error",
+        "field"}`` (and ``"meaning"`` when the error is not the schedule's), never a
+        server error.
+        """
+        if request.method not in ('GET', 'HEAD'):
+            return HttpResponseNotAllowed(['GET', 'HEAD'])
+        if not self.has_preview_permission(request):
+            raise PermissionDenied
+        task = self._previewed_base(request)
+        form = self.get_form(request)()
+        try:
+            task = _previewed_task(form, request.GET, task)
+        except _FieldError as error:
+            answer = {'valid': False, 'error': error.message, 'field': error.field}
+            if error.field != 'schedule':  # then the schedule is cleaned, and may still be bad
+                try:
+                    answer['meaning'] = describe(task.schedule)
+                except InvalidSchedule as bad:
+                    answer.update(error=str(bad), field='schedule')
+            return JsonResponse(answer)
+        now = self.preview_now()
+        meaning = describe(task.schedule)
+        try:
+            times = task.planned_runs(now, PREVIEW_RUNS)
+            notes = dst_notes(task.get_schedule(), times, timezone.get_default_timezone(),
+                              after=_preview_start(task, now))
+        except (ValueError, ArithmeticError) as error:  # croniter's errors are ValueErrors
+            return JsonResponse({'valid': False, 'field': '', 'meaning': meaning,
+                                 'error': _cannot_work_out(error)})
+        answer = {'valid': True, 'meaning': meaning,
+                  'next_runs': [local(when) for when in times], 'notes': notes}
+        if not times:
+            answer['no_runs'] = _no_runs(task)
+        return JsonResponse(answer)
+
+    def _previewed_base(self, request):
+        """The task named by the ``task`` parameter, if the user may see it; else a new one."""
+        pk = request.GET.get('task', '')
+        if not pk.isdigit() or int(pk) >= 2 ** 31:  # Task's pk is an AutoField
+            return Task()
+        task = self.get_queryset(request).filter(pk=int(pk)).first()
+        if task is None or not self.has_preview_permission(request, task):
+            return Task()
+        return task
 
     def run_history(self, task):
         runs = TaskRun.objects.filter(task=task)
         return format_html('<a href="{}">{} run(s), {} with errors</a>', self._history_url(task),
                            runs.count(), runs.filter(status=TaskRun.ERROR).count())
     run_history.short_description = 'run history'
+
+    def slot_ledger(self, task):
+        lines = ledger.entries(task, LEDGER_LINES)
+        if not lines:
+            return 'Every recorded slot started on time.'
+        return format_html('<ul class="sisy-ledger">{}</ul>',
+                           format_html_join('', '<li>{}</li>', ((text,) for _, text in lines)))
+    slot_ledger.short_description = 'slots that did not start on time'
 
     def _history_url(self, task):
         return '%s?task__id__exact=%s' % (reverse('admin:sisy_taskrun_changelist'), task.pk)
@@ -237,9 +493,89 @@ class TaskAdmin(admin.ModelAdmin):
                           % len(tasks))
     disable_tasks.short_description = 'Disable selected tasks'
 
-    run_now = _check_change_permission(run_now)
-    enable_tasks = _check_change_permission(enable_tasks)
-    disable_tasks = _check_change_permission(disable_tasks)
+    def stop_runs(self, request, queryset):
+        runs = TaskRun.objects.filter(task__in=queryset, status=TaskRun.RUNNING)
+        idle = queryset.exclude(pk__in=runs.values('task_id'))
+        if runs.exists():
+            _stop_runs(self, request, runs)
+        if idle:
+            self.message_user(request, 'No running run, so nothing to stop: %s.'
+                              % _labels(idle), messages.WARNING)
+    stop_runs.short_description = 'Stop running runs of selected tasks'
+
+    run_now = _permission_checked(run_now)
+    enable_tasks = _permission_checked(enable_tasks)
+    disable_tasks = _permission_checked(disable_tasks)
+    stop_runs = _permission_checked(stop_runs)
+
+
+class _FieldError(Exception):
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def _previewed_task(form, data, task):
+    """`task`, unsaved, with the timing fields in `data` cleaned as `form` cleans them.
+
+    Raises _FieldError with the first field's message, in the form's words.
+    """
+    for name in PREVIEWED_FIELDS:
+        field = form.fields.get(name)
+        if field is None:
+            continue
+        try:
+            if name == 'wait_for_schedule':
+                if name in data:
+                    task.wait_for_schedule = data[name].strip().lower() not in (
+                        '', '0', 'false', 'off', 'no')
+                continue
+            if name in ('start_running', 'end_running') and name in data:
+                raw = (data[name].strip().split(None, 1) + ['', ''])[:2]  # 'date time'
+            elif name == 'schedule' or not field.widget.value_omitted_from_data(data, {}, name):
+                raw = field.widget.value_from_datadict(data, {}, name)
+            else:
+                continue  # not given: as the task has it
+            setattr(task, name, field.clean(raw))
+        except ValidationError as error:
+            raise _FieldError(name, ' '.join(error.messages))
+    others = [field.name for field in Task._meta.fields if field.name not in PREVIEWED_FIELDS]
+    try:
+        task.full_clean(exclude=others, validate_unique=False)
+    except ValidationError as error:
+        problems = getattr(error, 'message_dict', {'__all__': error.messages})
+        name = next((name for name in PREVIEWED_FIELDS if name in problems), None)
+        name = name or sorted(problems)[0]
+        raise _FieldError(name, ' '.join(problems[name]))
+    return task
+
+
+def _cannot_work_out(error):
+    return 'Cannot work out the next runs: %s.' % (error or type(error).__name__)
+
+
+def _preview_start(task, now):
+    """From when a task's planned runs count: now, or its later start."""
+    return max(now, task.start_running) if task.start_running else now
+
+
+def _no_runs(task):
+    """Why a task has no next runs."""
+    if not task.enabled:
+        return 'None: the task is disabled.'
+    return 'None: the task has finished, or ends before its next run.'
+
+
+def _runs_html(task, times, notes):
+    if not times:
+        runs = format_html('<p>{}</p>', _no_runs(task))
+    else:
+        runs = format_html('<ol class="sisy-upcoming">{}</ol>',
+                           format_html_join('', '<li>{}</li>', ((local(t),) for t in times)))
+    if notes:
+        runs += format_html('<ul class="sisy-dst-notes">{}</ul>',
+                            format_html_join('', '<li>{}</li>', ((note,) for note in notes)))
+    return runs
 
 
 def _labels(queryset, limit=10):
@@ -250,15 +586,20 @@ def _labels(queryset, limit=10):
 
 @admin.register(TaskRun)
 class TaskRunAdmin(admin.ModelAdmin):
-    """Read-only: runs are written by Sisy, and deleting an active one would block its task."""
+    """Read-only: runs are written by Sisy, and deleting an active one would block its task.
 
-    list_display = ('scheduled_local', 'task_link', 'status', 'started_local', 'duration_text',
-                    'host', 'pid', 'error_line')
+    The one thing an operator does here is ask for running runs to be stopped,
+    which needs the permission to change tasks.
+    """
+
+    list_display = ('scheduled_local', 'task_link', 'attempt', 'status', 'stop_requested',
+                    'started_local', 'duration_text', 'host', 'pid', 'error_line')
     list_filter = ('status', 'task')
     search_fields = ('task_label', 'error', 'host')
-    fields = ('task_link', 'task_label', 'status', 'scheduled_local', 'started_local',
-              'finished_local', 'duration_text', 'host', 'pid', 'error_text')
+    fields = ('task_link', 'task_label', 'attempt', 'status', 'stop_requested', 'scheduled_local',
+              'started_local', 'finished_local', 'duration_text', 'host', 'pid', 'error_text')
     readonly_fields = fields
+    actions = ['stop_runs']
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -269,6 +610,16 @@ class TaskRunAdmin(admin.ModelAdmin):
     if HAS_VIEW_PERMISSION:
         def has_change_permission(self, request, obj=None):
             return False
+
+    def has_stop_permission(self, request):
+        opts = Task._meta
+        return request.user.has_perm('%s.%s' % (
+            opts.app_label, get_permission_codename('change', opts)))
+
+    def stop_runs(self, request, queryset):
+        _stop_runs(self, request, queryset)
+    stop_runs.short_description = 'Stop selected runs'
+    stop_runs = _permission_checked(stop_runs, 'stop')
 
     def scheduled_local(self, run):
         return local(run.scheduled_for)

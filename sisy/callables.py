@@ -9,6 +9,9 @@ import inspect
 
 KINDS = ('function', 'classmethod', 'staticmethod', 'method')
 SIGNATURE_HELP = 'a task function takes exactly one parameter, named "message"'
+# Modules a worker can import, but whose code is not where a function was defined:
+# the script or shell that runs as __main__, and the interactive console's namespace.
+NOT_IMPORTABLE = ('__main__', '__console__')
 
 
 class CallableNotFound(LookupError):
@@ -63,12 +66,20 @@ def _import_path(module_name, qualname):
     except ImportError as error:
         raise CallableNotFound('Cannot import module %r: %s' % (module_name, error))
     owner = None
+    found = module_name
     for part in qualname.split('.'):
         owner = target
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise CallableNotFound('Module %r has no attribute %r.' % (module_name, qualname))
+            if owner is not None and found == module_name and hasattr(owner, '__path__'):
+                # A package without this submodule: the path names a module that is not there.
+                raise CallableNotFound(
+                    'no module %s can be imported (package %s has no module or attribute %r).'
+                    % (found + '.' + part, module_name, part))
+            raise CallableNotFound('%s %r has no attribute %r.' % (
+                'Module' if found == module_name else 'Object', found, part))
+        found += '.' + part
     return owner, target
 
 
@@ -83,13 +94,17 @@ def _split_path(path):
         try:
             importlib.import_module(module_name)
         except ImportError as error:
+            # Only "this module (or a parent) does not exist" means: try a shorter prefix.
             # A module that exists but fails to import must be reported as such.
-            if getattr(error, 'name', None) and not module_name.startswith(error.name):
+            missing = getattr(error, 'name', None)
+            if not missing or not (module_name == missing
+                                   or module_name.startswith(missing + '.')):
                 raise ValueError('Importing %r for task %r failed: %s' % (module_name, path, error))
             continue
         return module_name, '.'.join(parts[split:])
-    raise ValueError('Cannot import any module from %r; expected a dotted path such as '
-                     '"myapp.tasks.nightly_cleanup".' % (path,))
+    raise ValueError('Cannot use %r as a task: no module %s can be imported; expected a dotted '
+                     'path to a function in your project, such as "myapp.tasks.nightly_cleanup".'
+                     % (path, parts[0]))
 
 
 def _info_from_path(path, pk_override):
@@ -135,13 +150,38 @@ def _info_from_object(obj):
         raise ValueError('%r is not a function or method; %s.' % (obj, SIGNATURE_HELP))
     module_name = getattr(obj, '__module__', None)
     qualname = getattr(obj, '__qualname__', None)
-    if not module_name or not qualname or '<' in qualname:
+    if not qualname:
+        raise ValueError('%r is not a function or method, so a worker has no name to import '
+                         'it by; use a function, classmethod or staticmethod defined at module '
+                         'level.' % (obj,))
+    if '<' in qualname:
         raise ValueError('%r cannot be imported by a worker (lambdas and functions defined '
                          'inside other functions have no importable path); define it at '
                          'module level.' % (obj,))
+    _check_importable(obj, module_name, qualname)
     path = '%s.%s' % (module_name, qualname)
     info = _info_from_path(path, None)
     return info
+
+
+def _check_importable(obj, module_name, qualname):
+    """Refuse functions a worker cannot import again: shell, script or exec() definitions."""
+    name = qualname.rsplit('.', 1)[-1]
+    if module_name in NOT_IMPORTABLE:
+        where = 'module %r (a script or an interactive shell)' % (module_name,)
+    elif not module_name:
+        where = 'no module (an interactive shell such as manage.py shell)'
+    else:
+        try:
+            _import_path(module_name, qualname)
+            return
+        except CallableNotFound:
+            where = 'module %r, which has no %r' % (module_name, qualname)
+    raise ValueError(
+        '%r was defined in %s, so a worker cannot import it. A task function must live in '
+        'an importable module of your project: put it in e.g. myapp/tasks.py and pass it '
+        'from there (from myapp.tasks import %s) or by its dotted path, '
+        '"myapp.tasks.%s".' % (obj, where, name, name))
 
 
 def _kind(owner, qualname, target, path):

@@ -75,6 +75,36 @@ def check_settings(app_configs=None, **kwargs):
             'SISY_RUN_HISTORY_DAYS=%r is not a number of days.' % (days,),
             hint='Use a number such as 30 (the default) to keep that many days of run '
                  'history, or None to keep it all.', id='sisy.E006'))
+    timeout = setting('SISY_DEFAULT_TIMEOUT')
+    if timeout is not None and (not _is_number(timeout) or not 0 < timeout < float('inf')):
+        errors.append(checks.Error(
+            'SISY_DEFAULT_TIMEOUT=%r is not a positive number of seconds or None.' % (timeout,),
+            hint='Use the seconds a run may take before it is interrupted, e.g. 300, or None '
+                 '(the default) for no limit.', id='sisy.E008'))
+    eager = setting('SISY_ALWAYS_EAGER')
+    if not isinstance(eager, bool):
+        errors.append(checks.Error(
+            'SISY_ALWAYS_EAGER=%r is not True or False.' % (eager,),
+            hint='Set it to True in test settings to run one-off tasks at once in the '
+                 'calling process, or leave it out (False).', id='sisy.E009'))
+    return errors + _check_metrics_settings()
+
+
+def _check_metrics_settings():
+    errors = []
+    token = setting('SISY_METRICS_TOKEN')
+    if token is not None and (not isinstance(token, str) or not token.strip()
+                              or token != token.strip()):
+        errors.append(checks.Error(
+            'SISY_METRICS_TOKEN=%r is not a usable bearer token.' % (token,),
+            hint="Use a long random string with no spaces at either end, e.g. from python -c "
+                 "'import secrets; print(secrets.token_urlsafe())', or None (the default) to "
+                 "allow staff sessions only.", id='sisy.E010'))
+    limit = setting('SISY_METRICS_TASK_LIMIT')
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        errors.append(checks.Error(
+            'SISY_METRICS_TASK_LIMIT=%r is not a whole number of task labels.' % (limit,),
+            hint='Use 0 or more, e.g. 1000 (the default).', id='sisy.E010'))
     return errors
 
 
@@ -86,7 +116,9 @@ def check_channel_layer(app_configs=None, **kwargs):
         return [checks.Error(
             'CHANNEL_LAYERS has no "default" layer, so Sisy cannot send or receive messages.',
             hint="Configure one, e.g. {'default': {'BACKEND': 'asgi_ipc.IPCChannelLayer', "
-                 "'ROUTING': 'myproject.routing.channel_routing'}}.", id='sisy.E002')]
+                 "'ROUTING': 'myproject.routing.channel_routing', "
+                 "'CONFIG': {'prefix': 'myproject'}}}, with a prefix of this site's own so "
+                 "that sites on one machine do not share channels.", id='sisy.E002')]
     problems = []
     if layer.get('BACKEND') == IN_MEMORY_LAYER:
         problems.append(checks.Warning(

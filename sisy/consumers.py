@@ -1,8 +1,15 @@
-"""Channels consumers: thin adapters from messages to dispatch and runner calls."""
+"""Channels consumers: thin adapters from messages to dispatch and runner calls.
+
+Each checks its message before acting and survives a database outage with one
+warning line: whatever was half done is repaired by a later tick.
+"""
 
 import datetime as dt
+import functools
 import logging
+import math
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from sisy import dispatch, runner
@@ -11,33 +18,72 @@ from sisy.conf import setting
 log = logging.getLogger('sisy.consumers')
 
 
+def survives_database_errors(consumer):
+    """Log a database error in `consumer` as one line instead of a traceback."""
+    @functools.wraps(consumer)
+    def wrapped(message):
+        try:
+            return consumer(message)
+        except DatabaseError as error:
+            log.warning('%s on %s could not reach the database (%s); a later tick repairs '
+                        'what was left undone', consumer.__name__,
+                        getattr(getattr(message, 'channel', None), 'name', '?'),
+                        str(error).strip().splitlines()[0] if str(error).strip() else error)
+    return wrapped
+
+
+def tick_time(content, now, period):
+    """The tick's time as an aware datetime, or None (with a warning) if it is unusable.
+
+    Unusable: not a finite number of epoch seconds, older than one period (stale),
+    or more than one period ahead of this process's clock (a host with a fast
+    clock, or a forged message). A tick slightly ahead is used as `now`, so
+    nothing is ever claimed before its time by this clock.
+    """
+    value = content.get('time') if isinstance(content, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        log.warning('Ignoring heartbeat message without a finite "time": %r', content)
+        return None
+    offset = value - now.timestamp()
+    if offset > period:
+        log.warning('Ignoring tick %.3f: %.1f s ahead of this worker\'s clock (more than one '
+                    'heartbeat period); check the heartbeat host\'s clock', value, offset)
+        return None
+    if offset < -period:
+        log.warning('Ignoring stale tick %.3f (%.1f s old)', value, -offset)
+        return None
+    return min(dt.datetime.fromtimestamp(value, dt.timezone.utc), now)
+
+
+@survives_database_errors
 def heartbeat(message):
     """Handle a tick: claim and send the tasks due at the tick's time."""
-    try:
-        when = dt.datetime.fromtimestamp(float(message.content['time']), dt.timezone.utc)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        log.warning('Ignoring heartbeat message without a valid "time": %r', message.content)
-        return
-    age = (timezone.now() - when).total_seconds()
-    if age > float(setting('SISY_HEARTBEAT_FREQUENCY')):
-        log.warning('Ignoring stale tick from %s (%.1f s old)', when.isoformat(), age)
-        return
-    dispatch.process_tick(when)
+    when = tick_time(message.content, timezone.now(), float(setting('SISY_HEARTBEAT_FREQUENCY')))
+    if when is not None:
+        dispatch.process_tick(when)
 
 
+def _int_field(message, key, kind):
+    value = message.content.get(key) if isinstance(message.content, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        log.warning('Ignoring %s message without an integer "%s": %r', kind, key,
+                    message.content)
+        return None
+    return value
+
+
+@survives_database_errors
 def run_task(message):
     """Handle a run message: execute the run it names."""
-    run_id = message.content.get('run_id')
-    if isinstance(run_id, bool) or not isinstance(run_id, int):
-        log.warning('Ignoring run message without an integer "run_id": %r', message.content)
-        return
-    runner.execute_run(run_id, message)
+    run_id = _int_field(message, 'run_id', 'run')
+    if run_id is not None:
+        runner.execute_run(run_id, message)
 
 
+@survives_database_errors
 def kill_task(message):
     """Handle a reaper message: delete the named task if it has finished."""
-    task_id = message.content.get('task_id')
-    if isinstance(task_id, bool) or not isinstance(task_id, int):
-        log.warning('Ignoring reaper message without an integer "task_id": %r', message.content)
-        return
-    dispatch.reap(task_id)
+    task_id = _int_field(message, 'task_id', 'reaper')
+    if task_id is not None:
+        dispatch.reap(task_id)

@@ -5,15 +5,20 @@ minutes", "at 00:30 every day"); anything else is described field by field,
 which is longer but never wrong. Times are local wall-clock times.
 """
 
+import datetime as dt
+
 from croniter import croniter
 
-from sisy.schedule import Schedule
+from sisy.schedule import Schedule, local_to_utc
 
 WEEKDAYS = ('Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday')
 MONTHS = ('', 'January', 'February', 'March', 'April', 'May', 'June', 'July',
           'August', 'September', 'October', 'November', 'December')
 # How many separate clock times are still worth listing one by one.
 MAX_LISTED_TIMES = 6
+# How many wall times a daylight-saving note names before it gives a span instead.
+MAX_NOTED_TIMES = 3
+ONE_SECOND = dt.timedelta(seconds=1)
 
 
 def describe(expression):
@@ -167,3 +172,149 @@ def local_time(when, zone):
     if when is None:
         return '-'
     return when.astimezone(zone).strftime('%a %Y-%m-%d %H:%M:%S %Z')
+
+
+# -- daylight saving ------------------------------------------------------------------
+
+
+def dst_notes(schedule, runs, zone, after=None):
+    """Say, in words, how daylight-saving changes affect `runs` of `schedule`.
+
+    `runs` are aware instants in order, as Schedule.upcoming or Task.planned_runs
+    give them; `after` (optional) is when the list starts, so that a change
+    between it and the first run counts too. Returns a list of notes, each once,
+    in the order of the runs, following the rules of sisy.schedule:
+
+    - a fixed-time run moved to the end of a spring-forward gap: "01:30 does not
+      exist on 29 March; runs at 02:00";
+    - a fixed-time run at a wall time that happens twice: "01:30 happens twice on
+      25 October; runs once, at the first";
+    - a wildcard job (``*/15 * * * *``) with slots in a gap between two runs:
+      "01:00 to 01:59 does not exist on 29 March; no runs then", or with a run in
+      a repeated hour: "01:00 to 01:59 happens twice on 25 October; runs in both".
+
+    A gap that two changes of offset between the same two runs hide (runs months
+    apart) is not noted. Pure: no ORM, no clock.
+    """
+    schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
+    notes = []
+
+    def add(note):
+        if note and note not in notes:
+            notes.append(note)
+
+    previous = after
+    for run in runs:
+        if schedule.is_wildcard:
+            if previous is not None and previous < run:
+                add(_wildcard_gap_note(schedule, previous, run, zone))
+            add(_wildcard_repeat_note(schedule, run, zone))
+        else:
+            add(_moved_note(schedule, run, zone))
+            add(_repeated_note(schedule, run, zone))
+        previous = run
+    return notes
+
+
+def _moved_note(schedule, run, zone):
+    """A fixed-time run at the end of a spring-forward gap: which slots it stands for."""
+    before = run - ONE_SECOND
+    if _offset(before, zone) >= _offset(run, zone):
+        return None
+    missing = _slots_between(schedule, _wall(before, zone), _wall(run, zone))
+    if not missing:
+        return None
+    if len(missing) == 1:
+        return '%s does not exist on %s; runs at %s' % (
+            _hhmm(missing[0]), _day(missing[0]), _hhmm(_wall(run, zone)))
+    return '%s do not exist on %s; runs once, at %s' % (
+        _times(missing), _day(missing[0]), _hhmm(_wall(run, zone)))
+
+
+def _repeated_note(schedule, run, zone):
+    """A fixed-time run at a wall time that happens twice: it runs at the first only."""
+    wall = _wall(run, zone)
+    instants = local_to_utc(wall, zone)
+    if len(instants) < 2 or run != instants[0] or not _is_slot(schedule, wall):
+        return None
+    return '%s happens twice on %s; runs once, at the first' % (_hhmm(wall), _day(wall))
+
+
+def _wildcard_gap_note(schedule, previous, run, zone):
+    """Slots of a wildcard job lost in a spring-forward gap between two runs."""
+    if _offset(previous, zone) >= _offset(run, zone):
+        return None
+    change = _change_between(previous, run, zone)
+    end = _wall(change, zone)
+    start = end - (_offset(change, zone) - _offset(change - ONE_SECOND, zone))
+    if not _slots_between(schedule, start - ONE_SECOND, end):
+        return None
+    return '%s does not exist on %s; no runs then' % (_span(start, end), _day(start))
+
+
+def _wildcard_repeat_note(schedule, run, zone):
+    """A wildcard job's run in a repeated hour: it runs in both copies."""
+    instants = local_to_utc(_wall(run, zone), zone)
+    if len(instants) < 2:
+        return None
+    change = _change_between(instants[0], instants[1], zone)
+    start = _wall(change, zone)
+    end = start + (_offset(change - ONE_SECOND, zone) - _offset(change, zone))
+    return '%s happens twice on %s; runs in both' % (_span(start, end), _day(start))
+
+
+def _change_between(first, last, zone):
+    """The first instant in (first, last] with the offset `last` has (whole seconds)."""
+    target = _offset(last, zone)
+    low, high = first, last
+    while high - low > ONE_SECOND:
+        middle = low + (high - low) // 2
+        if _offset(middle, zone) == target:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0) if high.microsecond and \
+        _offset(high.replace(microsecond=0), zone) == target else high
+
+
+def _slots_between(schedule, start, end):
+    """The schedule's wall times strictly after `start` and before `end` (naive)."""
+    walls, found = croniter(schedule.expression, start), []
+    while True:
+        wall = walls.get_next(dt.datetime)
+        if wall >= end:
+            return found
+        found.append(wall)
+
+
+def _is_slot(schedule, wall):
+    return croniter(schedule.expression, wall - ONE_SECOND).get_next(dt.datetime) == wall
+
+
+def _wall(instant, zone):
+    return instant.astimezone(zone).replace(tzinfo=None)
+
+
+def _offset(instant, zone):
+    return instant.astimezone(zone).utcoffset()
+
+
+def _hhmm(wall):
+    return wall.strftime('%H:%M:%S' if wall.second else '%H:%M')
+
+
+def _day(wall):
+    return '%d %s' % (wall.day, MONTHS[wall.month])
+
+
+def _span(start, end):
+    """'01:00 to 01:59': the wall times from `start` up to, not including, `end`."""
+    step = ONE_SECOND if (start.second or end.second) else dt.timedelta(minutes=1)
+    return '%s to %s' % (_hhmm(start), (end - step).strftime(
+        '%H:%M:%S' if step == ONE_SECOND else '%H:%M'))
+
+
+def _times(walls):
+    if len(walls) <= MAX_NOTED_TIMES:
+        return _and([_hhmm(wall) for wall in walls])
+    return '%s to %s (%d times)' % (_hhmm(walls[0]), _hhmm(walls[-1]), len(walls))

@@ -9,30 +9,40 @@ so a full channel delays runs but never loses them.
 
 import datetime as dt
 import logging
+import os
 
 from channels import Channel
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from sisy import history
+from sisy import history, lifecycle
 from sisy.conf import setting
 from sisy.heartbeat import next_tick
-from sisy.models import Task, TaskRun
-from sisy.schedule import InvalidSchedule
+from sisy.models import Task, TaskRun, TickRecord
 
 log = logging.getLogger('sisy.dispatch')
 
-CLAIM_BATCH = 200
-TIMING_COLUMNS = ('pk', 'label', 'schedule', 'next_run', 'iterations', 'end_running',
-                  'allow_overlap')
+
+# The first batch is small so the first runs of a burst start before the rest is claimed.
+FIRST_BATCH, CLAIM_BATCH = 50, 500
+# Doorbells rung per tick: each wakes a worker, which then takes waiting runs
+# from the table until none is left or DRAIN_SECONDS pass (and rings again).
+DOORBELLS = 10
 
 
-def process_tick(when):
-    """Do everything a tick at `when` (aware datetime) asks for; return runs claimed."""
-    recover_lost_runs(when)
-    claimed = claim_due_tasks(when)
-    send_waiting_runs(timezone.now())
+def process_tick(when, now=None):
+    """Do everything a tick at `when` (aware datetime) asks for; return the runs claimed.
+
+    Leases and retry times are judged by `now`, this process's own clock
+    (timezone.now() unless given), never by the tick's time.
+    """
+    now = now or timezone.now()
+    lifecycle.lose_expired(now)
+    lifecycle.repair_stuck_tasks()
+    claimed = claim_due_tasks(when, on_first_batch=lambda: ring_doorbells(now, DOORBELLS))
+    ring_doorbells(now, DOORBELLS)
+    record_tick(when, now, len(claimed))
     send_finished_to_reaper()
     history.prune_now_and_then()
     return claimed
@@ -55,99 +65,93 @@ def next_tick_time(now):
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def claim_due_tasks(when):
-    """Claim each task due at `when` for its current slot; return the new runs' ids."""
-    due = list(Task.objects.due(when).only(*TIMING_COLUMNS).order_by('next_run', 'pk'))
-    if due:
-        log.info('Tick %s: %d task(s) due', when.isoformat(), len(due))
-    run_ids = []
-    for start in range(0, len(due), CLAIM_BATCH):
+def record_tick(when, now, claimed):
+    """Note that this process handled the tick at `when` (one row per worker process)."""
+    worker = '%s pid %s' % (lifecycle.HOST, os.getpid())
+    values = {'tick': when, 'processed_at': now, 'claimed': claimed}
+    if TickRecord.objects.filter(worker=worker).update(**values):
+        return
+    try:
         with transaction.atomic():
-            for task in due[start:start + CLAIM_BATCH]:
-                run_id = _claim(task, when)
-                if run_id is not None:
-                    run_ids.append(run_id)
+            TickRecord.objects.create(worker=worker, **values)
+    except IntegrityError:  # another thread of this process wrote the first row meanwhile
+        TickRecord.objects.filter(worker=worker).update(**values)
+
+
+def claim_due_tasks(when, on_first_batch=None):
+    """Claim the tasks due at `when`, a batch at a time; return the new runs' ids.
+
+    On PostgreSQL each batch is read with SKIP LOCKED, so two heartbeats'
+    ticks split the work instead of both trying every row. A batch that fails
+    (a deadlock, a passing database error) is claimed again task by task, so
+    one bad claim is logged and left for the next tick, and the others go on.
+    """
+    run_ids, size, after = [], FIRST_BATCH, None
+    while True:
+        due = Task.objects.due(when).only(*lifecycle.CLAIM_COLUMNS).order_by('next_run', 'pk')
+        if after is not None:
+            due = due.filter(Q(next_run__gt=after[0]) | Q(next_run=after[0], pk__gt=after[1]))
+        batch = []
+        try:
+            if connection.features.has_select_for_update_skip_locked:
+                with transaction.atomic():
+                    batch = list(due.select_for_update(skip_locked=True)[:size])
+                    run_ids += lifecycle.claim(batch, when)
+            else:
+                # No row locks to take (SQLite): read first, so the claim's transaction
+                # begins with its write and waits its turn instead of failing as locked.
+                batch = list(due[:size])
+                run_ids += lifecycle.claim(batch, when)
+        except DatabaseError as error:
+            if not batch:
+                raise  # not even the due tasks could be read: the database is away
+            log.warning('Claiming a batch failed (%s); claiming its tasks one by one',
+                        _first_line(error))
+            run_ids += _claim_one_by_one(batch, when)
+        if batch and after is None:
+            log.info('Tick %s: claiming due tasks', when.isoformat())
+            if on_first_batch:
+                on_first_batch()
+        if len(batch) < size:
+            return run_ids
+        after, size = (batch[-1].next_run, batch[-1].pk), CLAIM_BATCH
+
+
+def _claim_one_by_one(tasks, when):
+    run_ids = []
+    for task in tasks:
+        try:
+            run_ids += lifecycle.claim([task], when)
+        except DatabaseError as error:
+            log.warning('Could not claim task %r for %s (%s); the next tick tries again',
+                        task.label, task.next_run.isoformat(), _first_line(error))
     return run_ids
 
 
-def _claim(task, when):
-    """Move one task past its slot if nobody else has; return the pending run's id."""
-    slot = task.next_run
-    ours = Task.objects.filter(pk=task.pk, next_run=slot, enabled=True)
-    if task.end_running is not None and when > task.end_running:
-        ours.update(next_run=None)
-        log.info('Task %r ended at %s without a run due; finishing it', task.label,
-                 task.end_running.isoformat())
-        return None
-    try:
-        following = task.run_after(when)
-    except InvalidSchedule as error:
-        _disable(ours, task, 'Invalid schedule: %s' % error)
-        return None
-    changes = {'next_run': following, 'running': True}
-    if task.iterations > 0:
-        changes['iterations'] = F('iterations') - 1
-    if not task.allow_overlap:
-        ours = ours.filter(running=False)
-    if not ours.update(**changes):
-        return None  # another dispatcher claimed this slot first
-    run = TaskRun.objects.create(task_id=task.pk, task_label=task.label, scheduled_for=slot)
-    return run.pk
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
-def _disable(queryset, task, reason):
-    log.error('Disabling task %r: %s', task.label, reason)
-    queryset.update(enabled=False, disabled_reason=reason)
+def ring_doorbells(now, count):
+    """Send up to `count` run messages naming the oldest due pending runs; return how many.
 
-
-def send_waiting_runs(now, limit=None):
-    """Send pending runs not yet in the channel (or sent long ago) until it is full.
-
-    Returns how many were sent. A message may expire unread in the channel, so
-    a run still pending after the layer's expiry is sent again; the run's own
-    pending-to-running switch makes the duplicate harmless.
+    A message only wakes a worker: the worker takes that run or, if it is
+    gone, the next one waiting, so a lost or duplicate message costs nothing.
+    Stops quietly when the channel is full: the workers have messages enough.
     """
+    waiting = (TaskRun.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
+                                      status=TaskRun.PENDING)
+               .order_by('pk').values_list('pk', flat=True)[:count])
     channel = Channel(setting('SISY_RUN_TASK_CHANNEL'))
-    resend_before = now - dt.timedelta(seconds=getattr(channel.channel_layer, 'expiry', 60))
-    not_in_channel = Q(queued_at__isnull=True) | Q(queued_at__lt=resend_before)
-    waiting = (TaskRun.objects.filter(not_in_channel, status=TaskRun.PENDING)
-               .order_by('scheduled_for', 'pk').values_list('pk', flat=True))
-    if limit is not None:
-        waiting = waiting[:limit]
-    sent = 0
-    for run_id in list(waiting):
-        mine = TaskRun.objects.filter(not_in_channel, pk=run_id, status=TaskRun.PENDING)
-        if not mine.update(queued_at=now):
-            continue  # another worker is sending it
+    rung = 0
+    for run_id in waiting:
         try:
             channel.send({'run_id': run_id}, immediately=True)
         except channel.channel_layer.ChannelFull:
-            TaskRun.objects.filter(pk=run_id).update(queued_at=None)
-            log.info('Channel %s is full; %s run(s) wait for room', channel.name,
-                     'the remaining' if limit is None else 'further')
             break
-        sent += 1
-    return sent
-
-
-def recover_lost_runs(now):
-    """Mark runs whose worker stopped renewing their lease as lost, unblocking their tasks."""
-    expired = TaskRun.objects.filter(status=TaskRun.RUNNING, lease_until__lt=now)
-    for run in expired.only('pk', 'task_id', 'task_label', 'host', 'pid'):
-        if not expired.filter(pk=run.pk).update(status=TaskRun.LOST, lease_until=None,
-                                                 error='The worker stopped renewing its lease.'):
-            continue
-        log.warning('Run %s of %r on %s pid %s was lost (worker stopped)', run.pk,
-                    run.task_label, run.host, run.pid)
-        if run.task_id is not None:
-            release_task(run.task_id, TaskRun.LOST)
-
-
-def release_task(task_id, outcome):
-    """Record a run's outcome on its task and clear `running` if no other run is active."""
-    Task.objects.filter(pk=task_id).update(last_outcome=outcome)
-    active = TaskRun.objects.filter(task_id=task_id, status__in=TaskRun.ACTIVE).values('task_id')
-    Task.objects.filter(pk=task_id).exclude(pk__in=active).update(running=False)
+        rung += 1
+    return rung
 
 
 def send_to_reaper(task_id):
@@ -163,7 +167,7 @@ def send_to_reaper(task_id):
 
 def send_finished_to_reaper():
     """Send one reaper message if finished tasks remain; it sweeps a batch of them."""
-    task_id = Task.objects.finished().values_list('pk', flat=True).first()
+    task_id = Task.objects.finished().order_by('finished_at').values_list('pk', flat=True).first()
     if task_id is not None:
         send_to_reaper(task_id)
 

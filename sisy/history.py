@@ -12,11 +12,10 @@ import time
 from django.utils import timezone
 
 from sisy.conf import setting
-from sisy.models import TaskRun
+from sisy.models import SlotEvent, TaskRun
 
 log = logging.getLogger('sisy.history')
 
-FINISHED = (TaskRun.OK, TaskRun.ERROR, TaskRun.LOST)
 PRUNE_INTERVAL = 10 * 60  # seconds
 
 _lock = threading.Lock()
@@ -40,7 +39,8 @@ def prune_runs(now):
         log.error('SISY_RUN_HISTORY_DAYS=%r is not a number of days (e.g. 30) or None; '
                   'keeping all run history', days)
         return 0
-    deleted, _ = TaskRun.objects.filter(created_at__lt=cutoff, status__in=FINISHED).delete()
+    deleted, _ = TaskRun.objects.filter(created_at__lt=cutoff, status__in=TaskRun.DONE).delete()
+    SlotEvent.objects.filter(created_at__lt=cutoff).delete()
     if deleted:
         log.info('Deleted %d run record(s) older than %s days', deleted, days)
     return deleted

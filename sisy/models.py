@@ -2,6 +2,8 @@
 
 import datetime as dt
 import json
+import math
+import numbers
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -13,14 +15,30 @@ from sisy.conf import setting
 from sisy.schedule import InvalidSchedule, Schedule
 
 PUBLIC_FIELDS = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
-                 'wait_for_schedule', 'iterations', 'allow_overlap')
+                 'wait_for_schedule', 'iterations', 'allow_overlap', 'timeout', 'retries',
+                 'retry_delay')
 # A change to any of these means the next run has to be worked out again.
 TIMING_FIELDS = ('schedule', 'start_running', 'end_running', 'wait_for_schedule', 'enabled')
+
+
+class _DefaultTimeout:
+    """A `timeout` keyword left out: SISY_DEFAULT_TIMEOUT applies (None means no limit)."""
+
+    def __repr__(self):
+        return 'SISY_DEFAULT_TIMEOUT'
+
+
+DEFAULT_TIMEOUT = _DefaultTimeout()
 
 
 def default_schedule():
     """The schedule new tasks get: SISY_DEFAULT_SCHEDULE."""
     return setting('SISY_DEFAULT_SCHEDULE')
+
+
+def default_timeout():
+    """The timeout new tasks get: SISY_DEFAULT_TIMEOUT (seconds, or None for no limit)."""
+    return setting('SISY_DEFAULT_TIMEOUT')
 
 
 def validate_schedule_field(value):
@@ -39,8 +57,8 @@ class TaskQuerySet(models.QuerySet):
                 .filter(Q(allow_overlap=True) | Q(running=False)))
 
     def finished(self):
-        """Tasks with no run left to do and none under way: the reaper deletes these."""
-        return self.filter(next_run__isnull=True, running=False)
+        """Tasks with no slot left and no run under way: the reaper deletes these."""
+        return self.filter(finished_at__isnull=False, running=False)
 
 
 class Task(models.Model):
@@ -66,12 +84,27 @@ class Task(models.Model):
         default=0, help_text='Runs left before the task is deleted. (0: run forever.)')
     allow_overlap = models.BooleanField(
         default=False, help_text='Allow a run to start while the previous one is still going.')
+    timeout = models.FloatField(
+        null=True, blank=True, default=default_timeout,
+        help_text='Seconds a run may take; a run past it is interrupted and recorded as '
+                  '"timeout". (Example: 300. Blank: no limit.)')
+    retries = models.PositiveIntegerField(
+        default=0, help_text='How many more attempts a run that ends in an error, a timeout '
+                             'or lost (its worker died) gets. (Example: 3.)')
+    retry_delay = models.FloatField(
+        default=60, help_text='Seconds to wait before each further attempt. (Example: 60.)')
 
     created_at = models.DateTimeField(auto_now_add=True)
     modified_at = models.DateTimeField(auto_now=True)
     last_run = models.DateTimeField(null=True, blank=True, editable=False)
     next_run = models.DateTimeField(null=True, blank=True, editable=False)
-    running = models.BooleanField(default=False, editable=False)
+    running = models.BooleanField(
+        default=False, editable=False, verbose_name='has an active run',
+        help_text='True while one of its runs is waiting for a worker or running.')
+    finished_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text='When the task claimed its last slot (iterations used up or end passed); '
+                  'it never runs again and is deleted once its runs are done.')
     last_outcome = models.CharField(max_length=10, blank=True, editable=False)
     disabled_reason = models.TextField(
         blank=True, editable=False, help_text='Why Sisy disabled this task, if it did.')
@@ -82,7 +115,12 @@ class Task(models.Model):
 
     class Meta:
         ordering = ('next_run', 'pk')
-        indexes = [models.Index(fields=['enabled', 'next_run'], name='sisy_task_due')]
+        indexes = [
+            models.Index(fields=['enabled', 'next_run'], name='sisy_task_due'),
+            # Each tick looks for finished tasks to reap and for running flags to repair.
+            models.Index(fields=['finished_at'], name='sisy_task_finished'),
+            models.Index(fields=['running'], name='sisy_task_running'),
+        ]
 
     def __str__(self):
         return self.label
@@ -97,6 +135,18 @@ class Task(models.Model):
         task = super().from_db(db, field_names, values)
         task._remember_loaded()
         return task
+
+    def refresh_from_db(self, using=None, fields=None):
+        """Reload fields; what was reloaded (a deferred field on first use too) counts as
+        loaded, so saving does not write it back over what a worker wrote meanwhile."""
+        refreshed = [field.attname for field in self._meta.concrete_fields
+                     if (field.attname in fields if fields is not None
+                         else field.attname in self.__dict__)]
+        super().refresh_from_db(using=using, fields=fields)
+        if '_extra_data' in refreshed:
+            self._userdata = None
+        if self._loaded is not None:
+            self._loaded.update((name, getattr(self, name)) for name in refreshed)
 
     def _remember_loaded(self):
         self._loaded = {field.attname: getattr(self, field.attname)
@@ -158,12 +208,19 @@ class Task(models.Model):
             first = start
         return self._within_end(first)
 
-    def run_after(self, when):
-        """The next run after the run claimed at `when`, or None when that was the last."""
+    def run_after(self, when, known=None):
+        """The next run after the run claimed at `when`, or None when that was the last.
+
+        `known` maps schedules to their next time after `when`, so a tick claiming
+        many tasks works each schedule out once (it is filled in as it goes).
+        """
         if self.iterations == 1:
             return None
-        following = self.get_schedule().next_after(when, timezone.get_default_timezone())
-        return self._within_end(following)
+        known = {} if known is None else known
+        if self.schedule not in known:
+            known[self.schedule] = self.get_schedule().next_after(
+                when, timezone.get_default_timezone())
+        return self._within_end(known[self.schedule])
 
     def planned_runs(self, now, count):
         """The next `count` run times as the task stands, unsaved timing changes included."""
@@ -187,89 +244,171 @@ class Task(models.Model):
 
     # -- validation and saving --------------------------------------------------
 
+    def clean_fields(self, exclude=None):
+        # clean() reports these fields naming the value and the limit; Django's own
+        # field checks would only say the same again, less clearly.
+        exclude = set(exclude or ()) | set(task_problems(self))
+        super().clean_fields(exclude=exclude)
+
     def clean(self):
         super().clean()
-        if self.start_running and self.end_running and self.end_running <= self.start_running:
-            raise ValidationError({'end_running': 'End (%s) must be after start (%s).'
-                                   % (self.end_running, self.start_running)})
+        validate_task(self, error_class=ValidationError)
 
     def save(self, *args, **kwargs):
-        """Validate the schedule, work out the next run if timing changed, write changes.
+        """Validate, work out the next run if timing changed, and write what changed.
 
         An existing task writes only the fields changed since it was loaded, so a
-        stale copy cannot undo what a worker recorded meanwhile (e.g. next_run).
+        stale copy cannot undo what a worker recorded meanwhile. A new next run is
+        written only if no tick claimed the slot this copy saw (compare-and-set),
+        and a finished task is never given new slots.
         """
         try:
             self.schedule = Schedule(self.schedule).expression
         except InvalidSchedule as error:
             raise ValidationError({'schedule': [str(error)]})
+        validate_task(self, error_class=ValidationError)
         self._store_userdata()
         changed = self._changed_fields()
-        if self.enabled and 'enabled' in (changed or ()):
-            self.disabled_reason = ''
-            changed.append('disabled_reason')
-        if self._state.adding or set(TIMING_FIELDS) & set(changed or ()):
-            if self.enabled or self._state.adding:
+        if changed is None:  # new, or not loaded from the database
+            if self.next_run is None and self.finished_at is None:
                 self.next_run = self.first_run(timezone.now())
-                changed = None if changed is None else changed + ['next_run']
-        if not self._state.adding and changed is not None and kwargs.get('update_fields') is None \
-                and not kwargs.get('force_insert'):
-            kwargs['update_fields'] = sorted(set(changed) | {'modified_at'})
-        super().save(*args, **kwargs)
+            super().save(*args, **kwargs)
+        else:
+            if self.enabled and 'enabled' in changed:
+                self.disabled_reason = ''
+                changed.append('disabled_reason')
+                from sisy import ledger  # the ledger reads these models
+                ledger.note_reenabled(self, timezone.now())
+            update_fields = kwargs.pop('update_fields', None) or changed
+            retime = (self.enabled and self.finished_at is None
+                      and set(TIMING_FIELDS) & set(update_fields))
+            if retime:
+                self._save_retimed(update_fields)
+            else:
+                super().save(*args, update_fields=sorted(set(update_fields) | {'modified_at'}),
+                             **kwargs)
         self._remember_loaded()
 
     save.alters_data = True
 
+    def _save_retimed(self, fields):
+        """Write `fields` and a new next run, unless a tick moved the slot meanwhile.
+
+        If a tick claimed the slot this copy saw, the new next run is worked out
+        again to fall after that slot, so the same slot is never handed back.
+        """
+        self.modified_at = timezone.now()
+        values = {name: getattr(self, name) for name in set(fields) | {'modified_at'}
+                  if name != 'next_run'}
+        after = None
+        for _ in range(10):
+            seen = self._loaded.get('next_run')
+            now = timezone.now()
+            self.next_run = self.first_run(now if after is None else max(now, after))
+            written = Task.objects.filter(pk=self.pk, next_run=seen, finished_at__isnull=True)
+            if seen is None:
+                written = Task.objects.filter(pk=self.pk, next_run__isnull=True,
+                                              finished_at__isnull=True)
+            if written.update(next_run=self.next_run, **values):
+                return
+            fresh = Task.objects.filter(pk=self.pk).values('next_run', 'finished_at').first()
+            if fresh is None:
+                raise Task.DoesNotExist('Task %s was deleted while it was being saved.'
+                                        % self.pk)
+            if fresh['finished_at'] is not None:  # its last slot was claimed meanwhile
+                self.next_run, self.finished_at = fresh['next_run'], fresh['finished_at']
+                Task.objects.filter(pk=self.pk).update(**values)
+                return
+            if seen is not None:
+                after = seen + dt.timedelta(microseconds=1)
+            self._loaded['next_run'] = fresh['next_run']
+        raise RuntimeError('Task %s: could not save its new timing; its slot kept moving.'
+                           % self.pk)
+
     def _changed_fields(self):
-        if self._loaded is None:
+        """Fields changed since loading; a deferred field counts once it is set. None if new."""
+        if self._loaded is None or self._state.adding:
             return None
-        return [name for name, value in self._loaded.items() if getattr(self, name) != value]
+        deferred_set = [field.attname for field in self._meta.concrete_fields
+                        if field.attname not in self._loaded and field.attname in self.__dict__]
+        return [name for name, value in self._loaded.items()
+                if getattr(self, name) != value] + deferred_set
 
     # -- helpers users call -------------------------------------------------------
 
     @classmethod
     def run_iterations(cls, the_callable, iterations=1, label=None, schedule='* * * * * *',
-                       userdata=None, run_immediately=False, delay_until=None):
-        """Save and return a task that runs `iterations` times, then is deleted."""
+                       userdata=None, run_immediately=False, delay_until=None,
+                       timeout=DEFAULT_TIMEOUT):
+        """Save and return a task that runs `iterations` times, then is deleted.
+
+        `timeout` is seconds, or None for no limit; left out, SISY_DEFAULT_TIMEOUT applies.
+        With SISY_ALWAYS_EAGER, a first run due now (`run_immediately` and no
+        `delay_until`) happens in this call; the task returned is then as it
+        stands after that run (see sisy.testing).
+        """
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError('iterations must be a whole number of runs, 1 or more; got %r.'
                              % (iterations,))
         if delay_until is not None:
             check_delay_until(delay_until)
+        fields = {} if timeout is DEFAULT_TIMEOUT else {'timeout': timeout}
         task = task_with_callable(
             the_callable, label=label, schedule=schedule, userdata=userdata,
             iterations=iterations, wait_for_schedule=not run_immediately,
-            start_running=delay_until)
+            start_running=delay_until, **fields)
         task.save()
+        if run_immediately and delay_until is None and setting('SISY_ALWAYS_EAGER'):
+            from sisy.testing import _run_eagerly
+            _run_eagerly(task)
         return task
 
     @classmethod
-    def run_once(cls, the_callable, userdata=None, delay_until=None):
-        """Save and return a task that runs once, now or at `delay_until`, then is deleted."""
+    def run_once(cls, the_callable, userdata=None, delay_until=None, timeout=DEFAULT_TIMEOUT):
+        """Save and return a task that runs once, now or at `delay_until`, then is deleted.
+
+        `timeout` is seconds, or None for no limit; left out, SISY_DEFAULT_TIMEOUT applies.
+        With SISY_ALWAYS_EAGER and no `delay_until`, the run happens in this call.
+        """
         return cls.run_iterations(the_callable, iterations=1, userdata=userdata,
-                                  run_immediately=True, delay_until=delay_until)
+                                  run_immediately=True, delay_until=delay_until,
+                                  timeout=timeout)
 
 
 class TaskRun(models.Model):
-    """One run of a task: claimed for a scheduled time, then started and finished."""
+    """One attempt at one slot of a task: claimed, taken by a worker, then finished.
 
-    PENDING, RUNNING, OK, ERROR, LOST = 'pending', 'running', 'ok', 'error', 'lost'
+    pending -> running -> ok | error | timeout | stopped; running -> lost when its
+    worker stops renewing the lease; pending -> skipped when the task was disabled
+    or deleted first. A retry is a new pending record with the next attempt number.
+    """
+
+    PENDING, RUNNING = 'pending', 'running'
+    OK, ERROR, TIMEOUT, STOPPED, LOST, SKIPPED = (
+        'ok', 'error', 'timeout', 'stopped', 'lost', 'skipped')
     STATUS_CHOICES = (
         (PENDING, 'waiting for a worker'), (RUNNING, 'running'), (OK, 'ok'),
-        (ERROR, 'error'), (LOST, 'lost (worker stopped)'),
+        (ERROR, 'error'), (TIMEOUT, 'timeout'), (STOPPED, 'stopped by an operator'),
+        (LOST, 'lost (worker stopped)'), (SKIPPED, 'skipped (task disabled or deleted)'),
     )
     ACTIVE = (PENDING, RUNNING)
+    DONE = (OK, ERROR, TIMEOUT, STOPPED, LOST, SKIPPED)
+    # Outcomes after which a task with retries left gets another attempt.
+    RETRIED = (ERROR, TIMEOUT, LOST)
 
     task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name='runs')
     task_label = models.CharField(max_length=255)
     scheduled_for = models.DateTimeField()
+    attempt = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=PENDING)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    queued_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(
+        null=True, blank=True, help_text='A retry waits until this time.')
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text='Seconds.')
     lease_until = models.DateTimeField(null=True, blank=True)
+    stop_requested = models.BooleanField(default=False)
     host = models.CharField(max_length=255, blank=True)
     pid = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -277,13 +416,113 @@ class TaskRun(models.Model):
     class Meta:
         ordering = ('-scheduled_for', '-pk')
         indexes = [
-            models.Index(fields=['status', 'queued_at'], name='sisy_run_waiting'),
+            # The queue: the oldest pending run first.
+            models.Index(fields=['status', 'id'], name='sisy_run_waiting'),
             models.Index(fields=['status', 'lease_until'], name='sisy_run_lease'),
             models.Index(fields=['task', 'status'], name='sisy_run_task'),
         ]
 
     def __str__(self):
         return '%s at %s: %s' % (self.task_label, self.scheduled_for, self.status)
+
+
+def validate_task(task, error_class=ValueError):
+    """Check a task's public fields and userdata before anything reaches the database.
+
+    Raises `error_class`: ValidationError keyed by field, or (ValueError) one
+    message naming each bad value, what is allowed and how to fix it.
+    """
+    problems = task_problems(task)
+    if problems:
+        if error_class is ValidationError:
+            raise ValidationError(problems)
+        raise error_class(' '.join(problems.values()))
+
+
+def task_problems(task):
+    """A dict of field name -> what is wrong with its value; empty when all is well."""
+    problems = {}
+    for name in ('label', 'schedule'):
+        problems[name] = _too_long(task, name)
+    for name in ('start_running', 'end_running'):
+        problems[name] = _aware_problem(getattr(task, name), name)
+    problems['end_running'] = problems['end_running'] or _end_problem(task)
+    problems['iterations'] = _count_problem(task.iterations, 'iterations', '0 (run forever)')
+    problems['retries'] = _count_problem(task.retries, 'retries', '0 (no retries)')
+    problems['timeout'] = _seconds_problem(task.timeout, 'timeout', positive=True)
+    problems['retry_delay'] = _seconds_problem(task.retry_delay, 'retry_delay', positive=False)
+    if task._userdata is not None:
+        try:
+            encode_userdata(task._userdata)
+        except ValueError as error:
+            problems['userdata'] = str(error)
+    return {name: message for name, message in problems.items() if message}
+
+
+LENGTH_HINTS = {
+    'label': 'Shorten it; the function is stored separately, so the label is only a name.',
+    'schedule': "Shorten it with ranges and steps, e.g. '0-29' or '*/2' instead of listing "
+                "every value ('0,1,2,...').",
+}
+
+
+def _too_long(task, name):
+    value, limit = getattr(task, name), Task._meta.get_field(name).max_length
+    if isinstance(value, str) and len(value) > limit:
+        shown = value if len(value) <= 40 else value[:40] + '...'
+        return ('%s %r is %d characters long; at most %d fit. %s'
+                % (name, shown, len(value), limit, LENGTH_HINTS[name]))
+    return None
+
+
+def _aware_problem(value, name):
+    if value is not None and (not isinstance(value, dt.datetime) or timezone.is_naive(value)):
+        return ('%s must be an aware datetime (or None); got %r. (Example: '
+                'django.utils.timezone.now() + timedelta(days=1).)' % (name, value))
+    return None
+
+
+def _end_problem(task):
+    start, end = task.start_running, task.end_running
+    if end is None or _aware_problem(start, 'start_running') or _aware_problem(end, 'end_running'):
+        return None
+    if start is not None and end <= start:
+        return ('end_running %s is not after start_running %s, so the task could never run. '
+                'Give an end after the start, or leave end_running blank for no end.'
+                % (end.isoformat(), start.isoformat()))
+    changed = task._changed_fields()
+    now = timezone.now()
+    if end <= now and (changed is None or 'end_running' in changed):
+        return ('end_running %s is in the past (now is %s), so the task could never run. '
+                'Give a future time, or leave end_running blank for no end.'
+                % (end.isoformat(), now.isoformat()))
+    return None
+
+
+def _count_problem(value, name, zero):
+    if not _is_whole(value) or value < 0:
+        return ('%s must be a whole number, %s or more; got %r. (Example: 3.)'
+                % (name, zero, value))
+    return None
+
+
+def _seconds_problem(value, name, positive):
+    if positive and value is None:
+        return None  # no time limit
+    if not _is_number(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+        allowed = ('a number of seconds greater than 0, or None for no limit' if positive
+                   else 'a number of seconds, 0 or more')
+        return '%s must be %s; got %r. (Example: %s.)' % (
+            name, allowed, value, 300 if positive else 60)
+    return None
+
+
+def _is_whole(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def encode_userdata(value):
@@ -294,9 +533,31 @@ def encode_userdata(value):
         raise ValueError('userdata must be a dict of JSON data; got %s %r.'
                          % (type(value).__name__, value))
     try:
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as error:
+        found = _non_finite(value, 'userdata')
+        if found:
+            raise ValueError('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
+                             'Store None or a string such as %r instead.'
+                             % (found[0], found[1], str(found[1])))
         raise ValueError('userdata %r cannot be stored as JSON: %s' % (value, error))
+
+
+def _non_finite(value, path):
+    """(path, value) of the first NaN or infinity inside `value`, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, '%s[%r]' % (path, key))
+        if found:
+            return found
+    return None
 
 
 def check_delay_until(when):
@@ -324,14 +585,11 @@ def task_with_callable(the_callable, label=None, schedule=None, userdata=None,
     if schedule is None:
         schedule = default_schedule()
     schedule = Schedule(schedule).expression
-    for name in ('start_running', 'end_running'):
-        value = fields.get(name)
-        if value is not None and (not isinstance(value, dt.datetime) or timezone.is_naive(value)):
-            raise ValueError('%s must be an aware datetime; got %r.' % (name, value))
     info = describe_callable(the_callable, pk_override=pk_override)
     task = Task(label=label or dotted_path(info), schedule=schedule,
                 _func_info=json.dumps(info, sort_keys=True), **fields)
     task.userdata = userdata
+    validate_task(task)
     return task
 
 
@@ -341,3 +599,55 @@ def taskinfo_with_label(label):
     if task is None:
         raise Task.DoesNotExist('No Sisy task is labelled %r.' % (label,))
     return task.funcinfo
+
+
+class TickRecord(models.Model):
+    """The last tick each worker process handled: how operators know the scheduler lives."""
+
+    worker = models.CharField(max_length=255, unique=True, help_text='host and pid')
+    tick = models.DateTimeField(help_text="The tick's time.")
+    processed_at = models.DateTimeField(help_text="When the worker handled it (its clock).")
+    claimed = models.PositiveIntegerField(default=0, help_text='Runs claimed by that tick.')
+
+    def __str__(self):
+        return '%s: tick %s' % (self.worker, self.tick)
+
+
+class SlotEvent(models.Model):
+    """Why scheduled slots of a task did not start on time: one row per event, not per slot.
+
+    Late starts and retries are read from the runs themselves; these are the
+    slots that had no run of their own, or ran at another time.
+    """
+
+    NO_TICK, HELD_BACK, LATE_CLAIM, DST_MOVED, DISABLED = (
+        'no_tick', 'held_back', 'late_claim', 'dst_moved', 'disabled')
+    KIND_CHOICES = (
+        (NO_TICK, 'no tick came (heartbeat or workers down)'),
+        (HELD_BACK, 'held back: the previous run was still going'),
+        (LATE_CLAIM, 'claimed late'),
+        (DST_MOVED, 'moved by a daylight-saving gap'),
+        (DISABLED, 'skipped: the task was disabled'),
+    )
+
+    # No database constraint: finishing a one-off deletes its task in raw SQL without
+    # touching these rows (they keep the label and age out with the run history).
+    task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name='+',
+                             db_constraint=False)
+    task_label = models.CharField(max_length=255)
+    kind = models.CharField(max_length=12, choices=KIND_CHOICES)
+    first_slot = models.DateTimeField(help_text='The first slot concerned.')
+    last_slot = models.DateTimeField(help_text='The last slot concerned.')
+    slots = models.PositiveIntegerField(default=1, help_text='How many slots (at most 101 '
+                                                             'are counted).')
+    ran_at = models.DateTimeField(null=True, blank=True,
+                                  help_text='When they were run once instead, if they were.')
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ('-first_slot', '-pk')
+        indexes = [models.Index(fields=['task', 'first_slot'], name='sisy_event_task')]
+
+    def __str__(self):
+        return '%s: %s from %s' % (self.task_label, self.kind, self.first_slot)

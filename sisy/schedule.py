@@ -10,7 +10,9 @@ copies of a repeated hour and simply has no runs inside a skipped one.
 """
 
 import datetime as dt
+import functools
 import re
+import threading
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
@@ -47,24 +49,7 @@ class Schedule:
     """A validated cron expression that computes run times in a time zone."""
 
     def __init__(self, expression):
-        if not isinstance(expression, str):
-            raise InvalidSchedule('Schedule must be a string such as "30 0 * * *", '
-                                  'not %r.' % (expression,))
-        fields = expression.lower().split()
-        if len(fields) not in (5, 6):
-            raise InvalidSchedule('Schedule %r has %d fields; expected %s.'
-                                  % (expression, len(fields), FORMAT_HELP))
-        for position, text in enumerate(fields):
-            _check_field(expression, position, text, len(fields))
-        self.expression = ' '.join(fields)
-        try:
-            croniter(self.expression, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
-        except CroniterBadDateError:
-            raise InvalidSchedule('Schedule %r never matches a real date (check the day '
-                                  'of month against the month).' % expression)
-        # Debian cron's rule: a leading "*" in the minute or hour field makes a
-        # job follow real time across daylight-saving changes.
-        self.is_wildcard = fields[0].startswith('*') or fields[1].startswith('*')
+        self.expression, self.is_wildcard = _parse(expression)
 
     def __repr__(self):
         return 'Schedule(%r)' % self.expression
@@ -73,7 +58,7 @@ class Schedule:
         """Return the first run time strictly after the aware datetime `after`, in UTC."""
         after = after.astimezone(UTC)
         start = _wall(after, tz) - _offset_spread(tz, after)
-        walls = croniter(self.expression, start.replace(microsecond=0) - ONE_SECOND)
+        walls = _walls_from(self.expression, start.replace(microsecond=0) - ONE_SECOND)
         best = stop_at = None
         while True:
             wall = walls.get_next(dt.datetime)
@@ -102,6 +87,81 @@ class Schedule:
         if len(instants) == 2 and not self.is_wildcard:
             return instants[:1]
         return instants
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(expression):
+    """Validate `expression`; return it normalized and whether it is a wildcard job.
+
+    Cached: a tick claiming many tasks with the same few schedules parses each once.
+    """
+    if not isinstance(expression, str):
+        raise InvalidSchedule('Schedule must be a string such as "30 0 * * *", '
+                              'not %r.' % (expression,))
+    fields = expression.lower().split()
+    if len(fields) not in (5, 6):
+        raise InvalidSchedule('Schedule %r has %d fields; expected %s.'
+                              % (expression, len(fields), FORMAT_HELP))
+    for position, text in enumerate(fields):
+        _check_field(expression, position, text, len(fields))
+    normalized = ' '.join(fields)
+    try:
+        croniter(normalized, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except CroniterBadDateError:
+        raise InvalidSchedule('Schedule %r never matches a real date (check the day '
+                              'of month against the month).' % expression)
+    # Debian cron's rule: a leading "*" in the minute or hour field makes a
+    # job follow real time across daylight-saving changes.
+    return normalized, fields[0].startswith('*') or fields[1].startswith('*')
+
+
+_iterators = threading.local()
+
+
+def _walls_from(expression, start):
+    """A croniter over `expression` from `start`, reused per thread (building one is costly)."""
+    cache = _iterators.__dict__.setdefault('by_expression', {})
+    walls = cache.get(expression)
+    if walls is None:
+        if len(cache) >= 1024:
+            cache.clear()
+        walls = cache[expression] = croniter(expression, start)
+    else:
+        walls.set_current(start, force=True)
+    return walls
+
+
+def skipped_wall_time(schedule, instant, tz):
+    """The wall time a fixed-time job could not run at, if `instant` stands in for it.
+
+    Such a run is placed at the end of a spring-forward gap; returns the
+    missing wall time (naive), or None when `instant` is an ordinary slot.
+    """
+    if schedule.is_wildcard or _offset(tz, instant - ONE_SECOND) == _offset(tz, instant):
+        return None
+    before = _wall(instant - ONE_SECOND, tz)
+    missing = _walls_from(schedule.expression, before).get_next(dt.datetime)
+    return missing if missing < _wall(instant, tz) else None
+
+
+def count_slots(schedule, after, until, tz, limit=100):
+    """About how many run times of `schedule` fall in (after, until], and the last one.
+
+    Counted on the wall clock (a daylight-saving change may make it one off),
+    at most `limit`: it says how many slots one late run stood for.
+    """
+    walls = _walls_from(schedule.expression, _wall(after, tz))
+    end = _wall(until, tz)
+    count, last = 0, None
+    while count < limit:
+        wall = walls.get_next(dt.datetime)
+        if wall > end:
+            break
+        count, last = count + 1, wall
+    if last is None:
+        return 0, None
+    instants = local_to_utc(last, tz) or [_end_of_gap(last, tz)]
+    return count, instants[0]
 
 
 def validate_schedule(expression):

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from django.utils import timezone
 
+from sisy import ledger
 from sisy.describe import describe, local_time
 from sisy.models import Task, TaskRun
 from sisy.schedule import InvalidSchedule
@@ -31,6 +32,13 @@ class Command(BaseCommand):
         enabled = sum(task.enabled for task in tasks)
         self.stdout.write('%d task(s), %d enabled. Times are in %s.'
                           % (len(tasks), enabled, timezone.get_default_timezone_name()))
+        unmatched = [text for text in labels
+                     if not any(text.lower() in task.label.lower() for task in tasks)]
+        if unmatched:
+            self.stdout.write('No task label contains %s (%d task(s) in all; run sisy_tasks '
+                              'without TEXT to list them).'
+                              % (' or '.join(repr(text) for text in unmatched),
+                                 Task.objects.count()))
         for task in tasks:
             self.stdout.write('')
             for line in self.describe_task(task, zone, runs):
@@ -84,4 +92,8 @@ class Command(BaseCommand):
             error = run.error.strip().splitlines()[-1] if run.error.strip() else ''
             lines.append('    %s  %-7s %10s  %s' % (local_time(run.scheduled_for, zone),
                                                    run.status, duration, error))
+        ledger_lines = ledger.entries(task, count)
+        if ledger_lines:
+            lines.append('  slots that did not start on time:')
+            lines.extend('    %s' % text for _, text in ledger_lines)
         return [line.rstrip() for line in lines]
