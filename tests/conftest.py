@@ -30,7 +30,7 @@ class Worker:
 
     def tick(self, when):
         """Process a tick at `when` as the heartbeat consumer would, then run everything."""
-        claimed = dispatch.process_tick(when)
+        claimed = dispatch.process_tick(when, now=when)
         self.deliver()
         return claimed
 

@@ -24,7 +24,7 @@ INSTALLED_APPS = [
 if os.environ.get('SISY_TEST_DATABASE') == 'postgresql':
     DATABASES = {'default': {
         'ENGINE': 'django.db.backends.postgresql',
-        'NAME': 'sisy', 'USER': 'postgres', 'HOST': '127.0.0.1', 'PORT': 5432,
+        'NAME': os.environ.get('SISY_TEST_PG_NAME', 'sisy'), 'USER': 'postgres', 'HOST': '127.0.0.1', 'PORT': 5432,
     }}
 else:
     DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import re
+from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -44,13 +45,19 @@ def make(label='nightly', schedule='30 0 * * *', **fields):
 def form_data(**overrides):
     data = {'label': '', 'function': 'tests.testapp.tasks.record', 'instance_pk': '',
             'schedule': '*/5 * * * *', 'enabled': 'on', 'wait_for_schedule': 'on',
-            'iterations': '0', 'userdata': ''}
+            'iterations': '0', 'timeout': '', 'retries': '0', 'retry_delay': '60',
+            'userdata': ''}
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
 
 
 def text(response):
     return re.sub(r'\s+', ' ', response.content.decode())
+
+
+def said(response):
+    """The messages a page shows the operator, as plain text."""
+    return ' | '.join(str(message) for message in response.context['messages'])
 
 
 def rows(response):
@@ -157,6 +164,194 @@ def test_preview_respects_iterations_and_end(admin_client_):
     assert off.planned_runs(now, sisy_admin.PREVIEW_RUNS) == []
 
 
+# -- the live schedule preview (the form's script asks this view as the schedule is typed) --
+
+PREVIEW = TASKS + 'schedule-preview/'
+
+
+def preview(client, **params):
+    response = client.get(PREVIEW, params)
+    assert response.status_code == 200 and response['Content-Type'] == 'application/json'
+    return response.json()
+
+
+@pytest.fixture
+def preview_at(monkeypatch):
+    """Make the preview count from a given instant (the view's clock)."""
+    def at(when):
+        monkeypatch.setattr(sisy_admin.TaskAdmin, 'preview_now', lambda self: when)
+    return at
+
+
+def utc(*fields):
+    return dt.datetime(*fields, tzinfo=dt.timezone.utc)
+
+
+def test_preview_gives_the_meaning_and_next_five_runs(admin_client_, preview_at):
+    preview_at(utc(2026, 6, 1, 12, 2, 30))
+    assert preview(admin_client_, schedule='*/5 9-17 * * mon-fri') == {
+        'valid': True, 'meaning': 'every 5 minutes from 09:00 to 17:55 on Monday to Friday',
+        'next_runs': ['Mon 2026-06-01 13:05:00 BST', 'Mon 2026-06-01 13:10:00 BST',
+                      'Mon 2026-06-01 13:15:00 BST', 'Mon 2026-06-01 13:20:00 BST',
+                      'Mon 2026-06-01 13:25:00 BST'],
+        'notes': []}
+
+
+def test_preview_counts_start_end_iterations_and_wait(admin_client_):
+    # The model refuses an end in the past by the real clock, so these dates are ahead of it.
+    day = timezone.localtime().date() + dt.timedelta(days=30)
+
+    def at(days, hour=6):
+        naive = dt.datetime.combine(day + dt.timedelta(days=days), dt.time(hour))
+        return sisy_admin.local(timezone.make_aware(naive))
+
+    def runs(**params):
+        return preview(admin_client_, schedule='0 6 * * *', **params)['next_runs']
+
+    assert runs(start_running_0=day.isoformat(), start_running_1='00:00:00') == [
+        at(0), at(1), at(2), at(3), at(4)]
+    assert runs(start_running='%s 00:00' % day, iterations='2') == [at(0), at(1)]
+    assert runs(start_running='%s 00:00' % day, end_running='%s 12:00' % (
+        day + dt.timedelta(days=1)), wait_for_schedule='on') == [at(0), at(1)]
+    assert runs(start_running='%s 07:00' % day, wait_for_schedule='')[:2] == [at(0, 7), at(1)]
+
+
+def test_preview_refuses_a_bad_schedule_as_the_form_does(admin_client_):
+    form_errors = admin_client_.post(ADD, form_data(schedule='99 * * * *')).context[
+        'adminform'].form.errors['schedule']
+    answer = preview(admin_client_, schedule='99 * * * *')
+    assert answer == {'valid': False, 'error': form_errors[0], 'field': 'schedule'}
+    assert "minute field '99' is not valid; it takes 0-59" in answer['error']
+
+
+@pytest.mark.parametrize('params, field, says', [
+    ({}, 'schedule', 'This field is required.'),
+    ({'schedule': '   '}, 'schedule', 'This field is required.'),
+    ({'schedule': '* * *'}, 'schedule', 'has 3 fields; expected 5 fields'),
+    ({'schedule': '0 0 31 2 *'}, 'schedule', 'never matches a real date'),
+    ({'schedule': '* ' * 200}, 'schedule', 'Ensure this value has at most'),
+    ({'schedule': '\x00'}, 'schedule', ''),  # Django 2+: "Null characters are not allowed."
+    ({'schedule': '\u00e9 * * * *'}, 'schedule', 'minute field'),
+    ({'schedule': '* * * * *', 'start_running_0': '2030-01-01'}, 'start_running',
+     'Enter a valid time.'),
+    ({'schedule': '* * * * *', 'start_running': 'tomorrow'}, 'start_running',
+     'Enter a valid date.'),
+    ({'schedule': '* * * * *', 'start_running': '2026-03-29 01:30'}, 'start_running',
+     "couldn't be interpreted in time zone Europe/London"),
+    ({'schedule': '* * * * *', 'end_running': '2001-01-01 10:00'}, 'end_running',
+     'is in the past'),
+    ({'schedule': '* * * * *', 'start_running': '2031-01-01 10:00',
+      'end_running': '2030-01-01 10:00'}, 'end_running', 'is not after start_running'),
+    ({'schedule': '* * * * *', 'iterations': '-1'}, 'iterations', 'greater than or equal to 0'),
+    ({'schedule': '* * * * *', 'iterations': 'many'}, 'iterations', 'Enter a whole number.'),
+    ({'schedule': '* * * * *', 'start_running': '9999-12-31 23:59'}, '',
+     'Cannot work out the next runs'),
+])
+def test_bad_preview_input_is_answered_never_a_server_error(admin_client_, params, field, says):
+    answer = preview(admin_client_, **params)
+    assert answer['valid'] is False and answer['field'] == field
+    assert says in answer['error']
+
+
+def test_preview_with_a_good_schedule_and_another_bad_field_keeps_the_meaning(admin_client_):
+    assert preview(admin_client_, schedule='*/5 * * * *', iterations='many') == {
+        'valid': False, 'field': 'iterations', 'error': 'Enter a whole number.',
+        'meaning': 'every 5 minutes'}
+    # A bad schedule is what the operator hears about first.
+    answer = preview(admin_client_, schedule='99 * * * *', iterations='many')
+    assert answer['field'] == 'schedule' and "minute field '99'" in answer['error']
+    assert 'meaning' not in answer
+    answer = preview(admin_client_, schedule='* * * * *', start_running='9999-12-31 23:59')
+    assert answer['meaning'] == 'every minute' and answer['field'] == ''
+
+
+def test_preview_says_why_there_are_no_runs(admin_client_):
+    day = timezone.localtime().date() + dt.timedelta(days=30)
+    answer = preview(admin_client_, schedule='0 6 * * *', start_running='%s 07:00' % day,
+                     end_running='%s 08:00' % day)
+    assert answer['valid'] and answer['next_runs'] == []
+    assert answer['no_runs'] == 'None: the task has finished, or ends before its next run.'
+    off = make('off', enabled=False)
+    answer = preview(admin_client_, task=off.pk, schedule='0 6 * * *')
+    assert (answer['next_runs'], answer['no_runs']) == ([], 'None: the task is disabled.')
+
+
+def test_preview_notes_a_time_a_spring_forward_gap_moves(admin_client_, preview_at):
+    preview_at(utc(2026, 3, 27, 12))  # Europe/London goes from 01:00 to 02:00 on 29 March
+    answer = preview(admin_client_, schedule='30 1 * * *')
+    assert answer['next_runs'][:3] == ['Sat 2026-03-28 01:30:00 GMT',
+                                       'Sun 2026-03-29 02:00:00 BST',
+                                       'Mon 2026-03-30 01:30:00 BST']
+    assert answer['notes'] == ['01:30 does not exist on 29 March; runs at 02:00']
+
+
+def test_preview_notes_a_time_that_happens_twice(admin_client_, preview_at):
+    preview_at(utc(2026, 10, 23, 12))  # and from 02:00 back to 01:00 on 25 October
+    answer = preview(admin_client_, schedule='30 1 * * *')
+    assert answer['next_runs'][1:3] == ['Sun 2026-10-25 01:30:00 BST',
+                                        'Mon 2026-10-26 01:30:00 GMT']
+    assert answer['notes'] == ['01:30 happens twice on 25 October; runs once, at the first']
+    answer = preview(admin_client_, schedule='*/30 * * * *', start_running='2026-10-25 00:10')
+    assert answer['next_runs'][2:4] == ['Sun 2026-10-25 01:30:00 BST',
+                                        'Sun 2026-10-25 01:00:00 GMT']
+    assert answer['notes'] == ['01:00 to 01:59 happens twice on 25 October; runs in both']
+
+
+def test_preview_of_a_task_being_edited_is_of_that_task(admin_client_, worker, soon):
+    task = make('three', '* * * * *', iterations=3)
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    worker.tick(soon)  # one iteration used: two left
+    answer = preview(admin_client_, task=task.pk, schedule='* * * * *')
+    assert len(answer['next_runs']) == 2
+    assert answer['next_runs'][0] == sisy_admin.local(Task.objects.get(pk=task.pk).next_run)
+    assert len(preview(admin_client_, task=task.pk, schedule='0 * * * *')['next_runs']) == 2
+    for other in ('', 'x', '99999', str(2 ** 40), '-1'):
+        assert len(preview(admin_client_, task=other, schedule='* * * * *')['next_runs']) == 5
+
+
+def test_preview_needs_the_admin_and_a_task_permission():
+    anonymous = Client()
+    response = anonymous.get(PREVIEW, {'schedule': '* * * * *'})
+    assert response.status_code == 302 and '/admin/login/' in response['Location']
+    response = client_for('view_task', 'change_task', staff=False).get(PREVIEW)
+    assert response.status_code == 302 and '/admin/login/' in response['Location']
+    assert client_for().get(PREVIEW, {'schedule': '* * * * *'}).status_code == 403
+    assert client_for('view_taskrun').get(PREVIEW).status_code == 403
+    for codename in ('change_task', 'add_task') + (
+            ('view_task',) if sisy_admin.HAS_VIEW_PERMISSION else ()):
+        assert preview(client_for(codename), schedule='* * * * *')['valid'] is True
+    assert client_for('change_task').post(PREVIEW, {'schedule': '* * * * *'}).status_code \
+        == 405
+
+
+def test_preview_of_a_task_the_user_may_not_see_is_of_a_new_task():
+    task = make('three', '* * * * *', iterations=3)
+    adder = client_for('add_task')
+    assert len(preview(adder, task=task.pk, schedule='* * * * *')['next_runs']) == 5
+
+
+def test_add_and_change_forms_have_the_live_preview(admin_client_):
+    for url in (ADD, TASKS + '%d/change/' % make().pk):
+        page = text(admin_client_.get(url))
+        assert '/static/sisy/schedule_preview.js' in page
+        assert re.search(r'<span class="sisy-preview-meaning" aria-live="polite">'
+                         r'(every minute|at 00:30 every day)</span>', page)
+        assert re.search(r'<div class="sisy-preview-runs" aria-live="polite" data-preview-url='
+                         r'"/admin/sisy/task/schedule-preview/(\?task=\d+)?"><ol class="'
+                         r'sisy-upcoming">(<li>[^<]+</li>){5}</ol></div>', page)
+
+
+def test_change_form_notes_daylight_saving_in_its_preview(admin_client_, monkeypatch):
+    task = make('gap', '30 1 * * *')
+    moved = utc(2026, 3, 29, 1)  # 02:00 BST, standing in for 01:30
+    Task.objects.filter(pk=task.pk).update(next_run=moved)
+    monkeypatch.setattr(sisy_admin.timezone, 'now', lambda: utc(2026, 3, 28, 12))
+    page = text(admin_client_.get(TASKS + '%d/change/' % task.pk))
+    assert '<li>Sun 2026-03-29 02:00:00 BST</li>' in page
+    assert ('<ul class="sisy-dst-notes"><li>01:30 does not exist on 29 March; runs at 02:00'
+            '</li></ul>') in page
+
+
 def test_run_now_action_makes_the_task_due_and_says_when(admin_client_):
     task = make()
     off = make('off', enabled=False)
@@ -232,3 +427,223 @@ def test_run_history_is_browsable_by_task_and_read_only(admin_client_, worker, s
     assert admin_client_.get(RUNS + 'add/').status_code == 403
     assert admin_client_.post(RUNS + '%d/delete/' % run.pk, {'post': 'yes'}).status_code == 403
     assert TaskRun.objects.filter(pk=run.pk).exists()
+
+
+# -- editing what workers change: a form posted as a browser posts it ---------------------
+
+class FormReader(HTMLParser):
+    """The fields of a page's task form, as a browser would send them."""
+
+    def __init__(self, form_id):
+        super().__init__()
+        self.form_id, self.inside, self.fields = form_id, False, []
+        self._textarea = self._select = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == 'form':
+            self.inside = attrs.get('id') == self.form_id
+        if not self.inside:
+            return
+        kind = attrs.get('type', 'text')
+        if tag == 'input' and kind not in ('submit', 'button', 'file'):
+            box = kind in ('checkbox', 'radio')
+            if not box or 'checked' in attrs:
+                self.fields.append([attrs['name'], attrs.get('value', 'on' if box else '')])
+        elif tag == 'textarea':
+            self._textarea = [attrs['name'], '']
+            self.fields.append(self._textarea)
+        elif tag == 'select':
+            self._select = attrs['name']
+        elif tag == 'option' and self._select and 'selected' in attrs:
+            self.fields.append([self._select, attrs.get('value', '')])
+
+    def handle_endtag(self, tag):
+        if tag == 'form':
+            self.inside = False
+        elif tag == 'textarea' and self._textarea:
+            # A browser drops the newline that opens a textarea.
+            self._textarea[1] = self._textarea[1][1:] if self._textarea[1][:1] == '\n' \
+                else self._textarea[1]
+            self._textarea = None
+        elif tag == 'select':
+            self._select = None
+
+    def handle_data(self, data):
+        if self._textarea is not None:
+            self._textarea[1] += data
+
+
+def shown_form(response):
+    """The task form on a page, as {name: value}; a browser sends line breaks as CRLF."""
+    reader = FormReader('task_form')
+    reader.feed(response.content.decode())
+    assert reader.fields, 'no task form on the page'
+    return {name: value.replace('\r\n', '\n').replace('\n', '\r\n')
+            for name, value in reader.fields}
+
+
+def send(client, task, form, **changes):
+    """Post `form` with the operator's `changes` (None unticks a box) to the change page."""
+    data = dict(form, **{name: value for name, value in changes.items() if value is not None})
+    for name in [name for name, value in changes.items() if value is None]:
+        data.pop(name, None)
+    return client.post(TASKS + '%d/change/' % task.pk, data, follow=True)
+
+
+def open_form(client, task):
+    return shown_form(client.get(TASKS + '%d/change/' % task.pk))
+
+
+def test_a_stale_form_does_not_re_enable_a_task_sisy_disabled(admin_client_, worker, soon):
+    counter = Counter.objects.create(name='gone soon')
+    task = task_with_callable('tests.testapp.models.Counter.bump', label='bump',
+                              pk_override=counter.pk)
+    task.save()
+    form = open_form(admin_client_, task)
+    assert form['enabled'] == 'on' and form['initial-enabled'] == 'True'
+    counter.delete()
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    worker.tick(soon)  # the worker finds the row gone and disables the task
+    reason = Task.objects.get(pk=task.pk).disabled_reason
+    assert reason
+    response = send(admin_client_, task, form, schedule='0 6 * * *')
+    task.refresh_from_db()
+    assert (task.schedule, task.enabled, task.disabled_reason) == ('0 6 * * *', False, reason)
+    assert 'Sisy changed this task' not in said(response)  # the operator left "enabled" alone
+
+
+def test_a_stale_form_does_not_restore_iterations_a_claim_used(admin_client_, worker, soon):
+    task = make('five-times', '* * * * *', iterations=5)
+    form = open_form(admin_client_, task)
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    worker.tick(soon)
+    after_tick = Task.objects.get(pk=task.pk)
+    assert after_tick.iterations == 4
+    send(admin_client_, task, form, label='renamed')
+    task.refresh_from_db()
+    assert (task.label, task.iterations, task.next_run) == \
+        ('renamed', 4, after_tick.next_run)  # nor is the claimed slot handed back
+
+
+def test_an_edit_over_what_sisy_changed_is_saved_with_a_warning(admin_client_, worker, soon):
+    task = make('five-times', '* * * * *', iterations=5)
+    form = open_form(admin_client_, task)
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    worker.tick(soon)
+    response = send(admin_client_, task, form, iterations='10')
+    assert Task.objects.get(pk=task.pk).iterations == 10
+    assert ('Sisy changed this task after the form was shown, and your values were saved '
+            'over its: Iterations was 4.') in said(response)
+
+
+def test_userdata_a_run_stored_survives_a_stale_form(admin_client_, worker, soon):
+    task = make('counts', '* * * * *')
+    Task.objects.filter(pk=task.pk).update(
+        _func_info=task_with_callable(tasks.count_in_userdata)._func_info, next_run=soon)
+    form = open_form(admin_client_, task)
+    worker.tick(soon)
+    assert Task.objects.get(pk=task.pk).userdata == {'count': 1}
+    send(admin_client_, task, form, schedule='*/2 * * * *')
+    task.refresh_from_db()
+    assert (task.schedule, task.userdata) == ('*/2 * * * *', {'count': 1})
+
+
+def test_userdata_edited_in_the_change_form_is_saved(admin_client_):
+    task = make(userdata={'to': 'ops'})
+    form = open_form(admin_client_, task)
+    assert json.loads(form['userdata']) == {'to': 'ops'}
+    response = send(admin_client_, task, form, userdata='{"to": "dev", "n": 2}')
+    assert response.redirect_chain[-1][0] == TASKS
+    assert Task.objects.get(pk=task.pk).userdata == {'to': 'dev', 'n': 2}
+
+
+def test_edits_made_before_a_form_error_still_count(admin_client_):
+    task = make()
+    first = send(admin_client_, task, open_form(admin_client_, task),
+                 iterations='7', schedule='99 * * * *')
+    assert "minute field '99'" in first.context['adminform'].form.errors['schedule'][0]
+    send(admin_client_, task, shown_form(first), schedule='0 6 * * *')
+    task.refresh_from_db()
+    assert (task.schedule, task.iterations) == ('0 6 * * *', 7)
+
+
+def test_timeout_and_retries_are_on_the_form_with_examples(admin_client_):
+    task = make()
+    page = text(admin_client_.get(TASKS + '%d/change/' % task.pk))
+    assert 'Time limit and retries' in page
+    assert '(Example: 300. Blank: no limit.)' in page and '(Example: 3.)' in page
+    send(admin_client_, task, open_form(admin_client_, task),
+         timeout='30', retries='2', retry_delay='5')
+    task.refresh_from_db()
+    assert (task.timeout, task.retries, task.retry_delay) == (30, 2, 5)
+
+
+@pytest.mark.parametrize('field, bad, says', [
+    ('timeout', '-1', 'timeout must be a number of seconds greater than 0'),
+    ('end_running_0', '2001-01-01', 'is in the past'),
+    ('label', 'x' * 256, 'at most 255'),
+])
+def test_bad_values_are_refused_on_the_field(admin_client_, field, bad, says):
+    task = make()
+    form = open_form(admin_client_, task)
+    if field == 'end_running_0':
+        form['end_running_1'] = '10:00:00'
+    response = send(admin_client_, task, form, **{field: bad})
+    errors = response.context['adminform'].form.errors
+    assert says in ' '.join(errors[field.split('_0')[0]])
+    assert Task.objects.get(pk=task.pk).label == 'nightly'
+
+
+# -- stopping runs --------------------------------------------------------------------------
+
+def run_of(task, status):
+    return TaskRun.objects.create(task=task, task_label=task.label, status=status,
+                                  scheduled_for=timezone.now())
+
+
+def test_stop_selected_runs_stops_only_running_ones(admin_client_):
+    task = make('hangs')
+    running, done, waiting = (run_of(task, status) for status in ('running', 'ok', 'pending'))
+    response = admin_client_.post(RUNS, {'action': 'stop_runs', '_selected_action': [
+        running.pk, done.pk, waiting.pk]}, follow=True)
+    assert list(TaskRun.objects.filter(stop_requested=True)) == [running]
+    assert ("Asked the workers to stop 1 running run(s): each stops at its worker's next "
+            'lease renewal and is recorded as "stopped".') in said(response)
+    assert 'Not running, so not stopped: hangs (run %d, pending), hangs (run %d, ok).' % (
+        waiting.pk, done.pk) in said(response)
+    response = admin_client_.post(RUNS, {'action': 'stop_runs',
+                                         '_selected_action': [running.pk]}, follow=True)
+    assert said(response) == 'Already asked to stop: hangs (run %d).' % running.pk
+
+
+def test_stop_running_runs_of_selected_tasks(admin_client_):
+    hangs, idle = make('hangs'), make('idle')
+    running, done = run_of(hangs, 'running'), run_of(hangs, 'error')
+    response = admin_client_.post(TASKS, {'action': 'stop_runs',
+                                          '_selected_action': [hangs.pk, idle.pk]}, follow=True)
+    assert set(TaskRun.objects.filter(stop_requested=True)) == {running}
+    assert 'Asked the workers to stop 1 running run(s)' in said(response)
+    assert 'No running run, so nothing to stop: idle.' in said(response)
+
+
+def test_the_run_list_shows_attempts_and_stop_requests(admin_client_):
+    run = run_of(make('hangs'), 'running')
+    TaskRun.objects.filter(pk=run.pk).update(attempt=3, stop_requested=True)
+    page = text(admin_client_.get(RUNS))
+    assert 'column-attempt' in page and 'column-stop_requested' in page
+    assert '>3<' in rows(admin_client_.get(RUNS))
+
+
+@pytest.mark.skipif(not sisy_admin.HAS_VIEW_PERMISSION, reason='Django < 2.1: no view permission')
+def test_stopping_runs_needs_the_task_change_permission():
+    run = run_of(make('hangs'), 'running')
+    viewer = client_for('view_taskrun', 'view_task')
+    assert 'stop_runs' not in text(viewer.get(RUNS))
+    viewer.post(RUNS, {'action': 'stop_runs', '_selected_action': [run.pk]})
+    viewer.post(TASKS, {'action': 'stop_runs', '_selected_action': [run.task_id]})
+    assert not TaskRun.objects.get(pk=run.pk).stop_requested
+    operator = client_for('view_taskrun', 'change_task')
+    assert 'stop_runs' in text(operator.get(RUNS))
+    operator.post(RUNS, {'action': 'stop_runs', '_selected_action': [run.pk]})
+    assert TaskRun.objects.get(pk=run.pk).stop_requested

@@ -89,6 +89,13 @@ def test_missing_layer_or_routing_is_an_error(channel_layers, message):
     assert message in error.msg
 
 
+def test_the_missing_layer_hint_gives_the_site_a_prefix():
+    with override_settings(CHANNEL_LAYERS={}):
+        error = only(sisy_checks.check_channel_layer(), 'sisy.E002')
+    assert "'CONFIG': {'prefix': 'myproject'}" in error.hint
+    assert 'sites on one machine do not share channels' in error.hint
+
+
 @pytest.mark.parametrize('value', [0, -5, 'sixty', True, None])
 def test_heartbeat_frequency_must_be_a_positive_number(value):
     with override_settings(SISY_HEARTBEAT_FREQUENCY=value):
@@ -132,3 +139,11 @@ def test_run_history_days(value, ok):
 def test_use_tz_off_is_an_error():
     error = only(sisy_checks.check_time_zone_support(), 'sisy.E007')
     assert 'USE_TZ is False' in error.msg and 'USE_TZ = True' in error.hint
+
+
+@pytest.mark.parametrize('value, ok', [(None, True), (300, True), (0.5, True), (0, False),
+                                       (-5, False), ('300', False), (float('inf'), False)])
+def test_default_timeout(value, ok):
+    with override_settings(SISY_DEFAULT_TIMEOUT=value):
+        problems = sisy_checks.check_settings()
+    assert ids(problems) == ([] if ok else ['sisy.E008'])

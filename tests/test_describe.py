@@ -1,9 +1,13 @@
-"""Schedules in plain words: the common shapes get short phrases, the rest an exact long one."""
+"""Schedules in plain words: the common shapes get short phrases, the rest an exact long one;
+and what daylight-saving changes do to the next runs."""
+
+import datetime as dt
 
 import pytest
+import pytz
 
-from sisy.describe import describe
-from sisy.schedule import InvalidSchedule
+from sisy.describe import describe, dst_notes
+from sisy.schedule import InvalidSchedule, Schedule
 
 
 @pytest.mark.parametrize('expression, words', [
@@ -59,3 +63,77 @@ def test_complicated_schedules_get_a_generic_but_exact_wording(expression, words
 def test_invalid_schedule_is_refused_with_the_usual_error():
     with pytest.raises(InvalidSchedule, match="hour field '25'"):
         describe('0 25 * * *')
+
+
+# -- daylight-saving notes for the next runs ------------------------------------------
+
+LONDON = pytz.timezone('Europe/London')
+NEW_YORK = pytz.timezone('America/New_York')
+LORD_HOWE = pytz.timezone('Australia/Lord_Howe')  # clocks move by 30 minutes
+
+
+def notes_for(expression, after, zone=LONDON, count=5):
+    schedule = Schedule(expression)
+    return dst_notes(schedule, schedule.upcoming(after, zone, count), zone, after=after)
+
+
+def utc(*fields):
+    return dt.datetime(*fields, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize('expression, after, zone, notes', [
+    # Clocks go forward 01:00 -> 02:00 on Sunday 29 March 2026 in London.
+    ('30 1 * * *', utc(2026, 3, 27, 12), LONDON,
+     ['01:30 does not exist on 29 March; runs at 02:00']),
+    ('0,30 1 * * *', utc(2026, 3, 28, 12), LONDON,
+     ['01:00 and 01:30 do not exist on 29 March; runs once, at 02:00']),
+    ('0-59 1 * * *', utc(2026, 3, 28, 12), LONDON,
+     ['01:00 to 01:59 (60 times) do not exist on 29 March; runs once, at 02:00']),
+    ('30 2 * * *', utc(2026, 3, 7, 12), NEW_YORK,
+     ['02:30 does not exist on 8 March; runs at 03:00']),
+    ('15 2 * * *', utc(2026, 10, 2, 12), LORD_HOWE,
+     ['02:15 does not exist on 4 October; runs at 02:30']),
+    # Clocks go back 02:00 -> 01:00 on Sunday 25 October 2026 in London.
+    ('30 1 * * *', utc(2026, 10, 23, 12), LONDON,
+     ['01:30 happens twice on 25 October; runs once, at the first']),
+    ('45 1 * * *', utc(2026, 4, 3, 12), LORD_HOWE,
+     ['01:45 happens twice on 5 April; runs once, at the first']),
+    # Wildcard jobs keep real time: no runs in a gap, runs in both copies of an hour.
+    ('*/30 * * * *', utc(2026, 3, 29, 0, 10), LONDON,
+     ['01:00 to 01:59 does not exist on 29 March; no runs then']),
+    ('* 1 * * *', utc(2026, 3, 28, 23, 10), LONDON,  # the gap is before the first run
+     ['01:00 to 01:59 does not exist on 29 March; no runs then']),
+    ('*/30 * * * *', utc(2026, 10, 25, 0, 10), LONDON,
+     ['01:00 to 01:59 happens twice on 25 October; runs in both']),
+    ('*/20 * * * *', utc(2026, 4, 4, 14, 25), LORD_HOWE,
+     ['01:30 to 01:59 happens twice on 5 April; runs in both']),
+    # Times the changes do not touch get no note.
+    ('0 9 * * *', utc(2026, 3, 27, 12), LONDON, []),
+    ('0 2 * * *', utc(2026, 3, 27, 12), LONDON, []),
+    ('30 2 * * *', utc(2026, 10, 23, 12), LONDON, []),
+    ('15 1 * * *', utc(2026, 4, 3, 12), LORD_HOWE, []),
+    ('*/30 * * * *', utc(2026, 3, 29, 2, 10), LONDON, []),
+    ('30 1 * * *', utc(2026, 6, 1), LONDON, []),
+])
+def test_dst_notes_say_what_a_clock_change_does_to_the_next_runs(expression, after, zone,
+                                                                  notes):
+    assert notes_for(expression, after, zone) == notes
+
+
+def test_dst_notes_only_for_the_runs_listed():
+    # The fourth of five runs is the moved one; the first three need no note.
+    after = utc(2026, 3, 25, 12)
+    assert notes_for('30 1 * * *', after) == ['01:30 does not exist on 29 March; runs at 02:00']
+    assert notes_for('30 1 * * *', after, count=3) == []
+
+
+def test_dst_notes_name_seconds_when_the_schedule_has_them():
+    assert notes_for('30 1 * * * 15', utc(2026, 3, 28, 12)) == [
+        '01:30:15 does not exist on 29 March; runs at 02:00']
+
+
+def test_dst_notes_take_an_expression_and_any_runs():
+    runs = [utc(2026, 3, 29, 1)]  # 02:00 BST, the end of the gap
+    assert dst_notes('30 1 * * *', runs, LONDON) == [
+        '01:30 does not exist on 29 March; runs at 02:00']
+    assert dst_notes('30 1 * * *', [], LONDON) == []

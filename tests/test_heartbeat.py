@@ -1,5 +1,6 @@
-"""The heartbeat: aligned ticks without drift, a full channel, the command and signals."""
+"""The heartbeat: aligned ticks without drift, a full channel, outages, the command and signals."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from sisy.heartbeat import Heartbeat, next_tick
+from sisy.heartbeat import Heartbeat, current_tick, next_tick
 from sisy.management.commands.sisy_heartbeat import Command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +37,11 @@ class FakeTime:
         return self.stopped
 
 
+@pytest.fixture(autouse=True)
+def heartbeat_log(caplog):
+    caplog.set_level(logging.INFO, logger='sisy.heartbeat')
+
+
 @pytest.fixture
 def layer():
     wrapper = channel_layers[DEFAULT_CHANNEL_LAYER]
@@ -52,10 +58,42 @@ def sent_ticks(layer):
         ticks.append(content['time'])
 
 
+class FlakyChannel:
+    """The heartbeat's real channel, except that its first `failures` sends raise."""
+
+    def __init__(self, channel, clock, failures, error=ConnectionError('Connection refused')):
+        self.channel, self.clock, self.failures, self.error = channel, clock, failures, error
+        self.name, self.channel_layer = channel.name, channel.channel_layer
+        self.attempts = []
+
+    def send(self, content, immediately=False):
+        self.attempts.append(self.clock())
+        if len(self.attempts) <= self.failures:
+            raise self.error
+        self.channel.send(content, immediately=immediately)
+
+
+def flaky_heartbeat(frequency, failures, start=1000000.0, **kwargs):
+    clock = FakeTime(start=start)
+    beat = Heartbeat('sisy.heartbeat', frequency, clock=clock, stop=clock)
+    beat.channel = FlakyChannel(beat.channel, clock, failures, **kwargs)
+    return beat, clock
+
+
+def messages(caplog, text):
+    """The log records of the heartbeat that contain `text`."""
+    return [r for r in caplog.records if text in r.getMessage()]
+
+
 def test_next_tick_is_the_next_multiple():
     assert next_tick(119.5, 60) == 120
     assert next_tick(120, 60) == 180
     assert next_tick(7.2, 5) == 10
+
+
+def test_current_tick_is_the_last_multiple():
+    assert current_tick(119.5, 60) == 60
+    assert current_tick(120, 60) == 120
 
 
 def test_ticks_are_aligned_and_do_not_drift_over_a_day(layer):
@@ -78,6 +116,66 @@ def test_a_full_channel_drops_ticks_with_one_warning(layer, caplog):
     assert len(sent_ticks(layer)) == 10
     warnings = [r for r in caplog.records if 'is full' in r.getMessage()]
     assert len(warnings) == 1 and 'workers' in warnings[0].getMessage()
+
+
+def test_an_outage_is_ridden_out_with_one_warning_and_ticks_resume_on_time(layer, caplog):
+    # 5 s period; the layer refuses 12 sends: an outage of about 30 s.
+    beat, clock = flaky_heartbeat(5, failures=12)
+    assert beat.run(ticks=3) == 3
+    ticks = sent_ticks(layer)
+    outage = messages(caplog, 'Cannot send ticks')
+    assert len(outage) == 1 and outage[0].levelname == 'WARNING'
+    assert 'ConnectionError' in outage[0].getMessage()
+    back = messages(caplog, 'go through again')
+    assert len(back) == 1
+    # The first tick after the outage is the current one, not the backlog ...
+    first_failed = 1000005
+    assert ticks[0] == current_tick(beat.channel.attempts[12], 5) > first_failed
+    missed = (ticks[0] - first_failed) // 5
+    assert '%d tick(s) missed' % missed in back[0].getMessage()
+    # ... and ticks go on from there on the period's multiples.
+    assert ticks[1:] == [ticks[0] + 5, ticks[0] + 10]
+    assert all(tick % 5 == 0 for tick in ticks)
+
+
+def test_retries_back_off_up_to_one_period(layer):
+    beat, clock = flaky_heartbeat(5, failures=8)
+    beat.run(ticks=1)
+    pauses = [later - earlier for earlier, later in
+              zip(beat.channel.attempts, beat.channel.attempts[1:])]
+    assert pauses == [0.5, 1, 2, 4, 5, 5, 5, 5]
+
+
+def test_a_short_outage_sends_the_same_tick_late(layer, caplog):
+    beat, clock = flaky_heartbeat(60, failures=2, start=1000000.0)
+    assert beat.run(ticks=1) == 1
+    assert sent_ticks(layer) == [1000020]  # 1.5 s late, still the current tick
+    assert '0 tick(s) missed' in messages(caplog, 'go through again')[0].getMessage()
+
+
+def test_each_outage_is_logged_once(layer, caplog):
+    beat, clock = flaky_heartbeat(1, failures=3)
+    beat.run(ticks=2)
+    beat.channel.failures += 5  # a second outage
+    beat.channel.attempts = []
+    beat.run(ticks=2)
+    assert len(messages(caplog, 'Cannot send ticks')) == 2
+    assert len(messages(caplog, 'go through again')) == 2
+    assert len(sent_ticks(layer)) == 4
+
+
+def test_stopping_during_an_outage_ends_the_loop(layer, caplog):
+    beat, clock = flaky_heartbeat(5, failures=10 ** 6)
+    original_wait = clock.wait
+
+    def wait(timeout):
+        clock.stopped = clock.now > 1000100  # asked to stop 100 s into the outage
+        return original_wait(timeout)
+
+    clock.wait = wait
+    assert beat.run() == 0
+    assert sent_ticks(layer) == []
+    assert messages(caplog, 'Stopped while channel')
 
 
 def test_a_stopped_heartbeat_sends_nothing(layer):

@@ -1,8 +1,10 @@
-"""sisy_heartbeat's signal handling, at the moment a signal is most awkward."""
+"""sisy_heartbeat's signal handling, at the moments a signal is most awkward."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,3 +33,53 @@ def test_a_signal_while_the_stop_event_is_locked_does_not_deadlock():
     result = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env, timeout=20,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert result.returncode == 0, result.stderr
+
+
+# A layer that is down for good, a 60 s period and a first tick due at once: after a
+# few failed retries the heartbeat is in a pause of several seconds when SIGTERM comes.
+DOWN_SCRIPT = '''
+import django
+django.setup()
+from channels import Channel
+from django.core.management import call_command
+from django.test import override_settings
+from sisy import heartbeat
+
+def send(self, content, immediately=False):
+    raise ConnectionError('Connection refused')
+
+Channel.send = send
+heartbeat.next_tick = lambda now, frequency: now
+with override_settings(SISY_HEARTBEAT_FREQUENCY=60):
+    call_command('sisy_heartbeat', verbosity=2)
+'''
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        time.sleep(0.05)
+
+
+def test_a_signal_during_an_outage_stops_the_command_promptly(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, DJANGO_SETTINGS_MODULE='tests.settings')
+    log_path = tmp_path / 'heartbeat.log'
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen([sys.executable, '-c', DOWN_SCRIPT], cwd=ROOT, env=env,
+                                   stderr=log)
+    try:
+        # Retries after pauses of 0.5, 1 and 2 s; the next pause is 4 s long.
+        wait_for(lambda: log_path.read_text().count('not sent') >= 3 or process.poll() is not None,
+                 20, 'three failed retries')
+        assert process.poll() is None, log_path.read_text()
+        assert log_path.read_text().count('Cannot send ticks') == 1
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 1.5
+        assert 'Stopped while channel sisy.heartbeat could not be reached' in log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

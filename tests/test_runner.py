@@ -1,15 +1,28 @@
-"""The worker side: a run's lease is renewed while its function runs."""
+"""The worker side: a run's lease, its timeout, an operator's stop, a lost lease."""
 
 import datetime as dt
+import threading
 import time
 
 import pytest
+from django.db import OperationalError, close_old_connections
 from django.utils import timezone
 
-from sisy.models import TaskRun
-from sisy.runner import LeaseKeeper, lease_length
+from sisy import lifecycle, runner
+from sisy.models import Task, TaskRun, task_with_callable
+from sisy.runner import RunWatch, execute_run, lease_length
+from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+SHORT_LEASE = dt.timedelta(seconds=0.6)
+
+
+def wait_for(predicate, timeout=10, message='condition'):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out waiting for %s' % message
+        time.sleep(0.02)
 
 
 def test_lease_is_three_heartbeats_but_at_least_ten_seconds(settings):
@@ -19,32 +32,29 @@ def test_lease_is_three_heartbeats_but_at_least_ten_seconds(settings):
     assert lease_length() == dt.timedelta(seconds=10)
 
 
-def renew_once():
-    """Hold a running run's lease with a short lease; return once it has been renewed."""
+def running_run(label='long'):
     start = timezone.now()
-    run = TaskRun.objects.create(task_label='long', scheduled_for=start, status='running',
-                                 lease_until=start)
-    deadline = time.monotonic() + 10
-    with LeaseKeeper(run.pk, dt.timedelta(seconds=0.3)):
-        while TaskRun.objects.get(pk=run.pk).lease_until <= start:
-            assert time.monotonic() < deadline, 'the lease was never renewed'
-            time.sleep(0.05)
-    return run, start
+    task = task_with_callable(tasks.record, label=label)
+    task.save()
+    return TaskRun.objects.create(task=task, task_label=label, scheduled_for=start,
+                                  status='running', started_at=start, lease_until=start)
 
 
-def test_lease_is_renewed_while_the_function_runs():
-    run, start = renew_once()
-    renewed = TaskRun.objects.get(pk=run.pk).lease_until
-    assert renewed > start
-    # After the run ends, renewal stops.
-    time.sleep(0.5)
-    assert TaskRun.objects.get(pk=run.pk).lease_until == renewed
+def lease(run):
+    return TaskRun.objects.get(pk=run.pk).lease_until
 
 
-def test_lease_renewal_goes_on_after_a_database_error(monkeypatch):
-    from django.db import OperationalError, close_old_connections
-    from sisy import runner
+def test_lease_is_renewed_while_the_function_runs_and_not_after():
+    run = running_run()
+    first = lease(run)
+    with RunWatch(run, None, SHORT_LEASE):
+        wait_for(lambda: lease(run) > first, message='a renewal')
+    renewed = lease(run)
+    time.sleep(2 * SHORT_LEASE.total_seconds())  # renewals are 0.2 s apart: none may follow
+    assert lease(run) == renewed
 
+
+def test_lease_renewal_goes_on_after_a_database_error(monkeypatch, caplog):
     failures = []
 
     def flaky_close_old_connections():
@@ -54,5 +64,118 @@ def test_lease_renewal_goes_on_after_a_database_error(monkeypatch):
         close_old_connections()
 
     monkeypatch.setattr(runner, 'close_old_connections', flaky_close_old_connections)
-    renew_once()
+    run = running_run()
+    first = lease(run)
+    with RunWatch(run, None, SHORT_LEASE):
+        wait_for(lambda: lease(run) > first, message='a renewal after the error')
     assert failures == [1]
+    assert 'Could not renew the lease' in caplog.text
+
+
+def run_task(label, function, **fields):
+    """Save a task for `function`, claim its slot and execute the run here; return the run."""
+    task = task_with_callable(function, label=label, wait_for_schedule=False, **fields)
+    task.save()
+    [run_id] = lifecycle_claim(task)
+    execute_run(run_id, message=None)
+    return TaskRun.objects.get(pk=run_id)
+
+
+def lifecycle_claim(task):
+    from sisy import dispatch
+    return dispatch.claim_due_tasks(timezone.now())
+
+
+def test_a_run_past_its_timeout_is_interrupted_and_recorded(caplog):
+    started = time.monotonic()
+    run = run_task('sleeper', tasks.sleep_long, timeout=0.5, userdata={'seconds': 60})
+    took = time.monotonic() - started
+    assert run.status == 'timeout', run.error
+    assert 'RunInterrupted' in run.error and 'timeout of 0.5 s' in run.error
+    assert took < 5, 'the worker was not freed promptly (%.1f s)' % took
+    # The function's own clean-up ran (finally blocks still run when interrupted).
+    assert Task.objects.get(label='sleeper').userdata.get('cleaned_up') is True
+    assert Task.objects.get(label='sleeper').last_outcome == 'timeout'
+
+
+def test_an_except_exception_in_the_function_does_not_swallow_the_timeout():
+    run = run_task('stubborn', tasks.busy_loop_catching_exceptions, timeout=0.5)
+    assert run.status == 'timeout', run.error
+
+
+def test_a_timeout_in_a_worker_thread_interrupts_the_function():
+    """runworker --threads runs consumers in threads: no signals there, the same result."""
+    task = task_with_callable(tasks.busy_loop_catching_exceptions, label='threaded',
+                              wait_for_schedule=False, timeout=0.5)
+    task.save()
+    [run_id] = lifecycle_claim(task)
+    thread = threading.Thread(target=execute_run, args=(run_id, None))
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert TaskRun.objects.get(pk=run_id).status == 'timeout'
+
+
+def test_an_operator_can_stop_a_running_run():
+    started = time.monotonic()
+    task = task_with_callable(tasks.sleep_long, label='to-stop', wait_for_schedule=False,
+                              userdata={'seconds': 60})
+    task.save()
+    [run_id] = lifecycle_claim(task)
+    stopper = threading.Thread(target=stop_when_running, args=(run_id,))
+    stopper.start()
+    [outcome] = execute_run(run_id, message=None)
+    stopper.join()
+    run = TaskRun.objects.get(pk=run_id)
+    assert outcome == run.status == 'stopped'
+    assert 'an operator asked to stop it' in run.error
+    assert time.monotonic() - started < runner.MAX_RENEWAL_INTERVAL + 5
+
+
+def stop_when_running(run_id):
+    """The operator's side, from another thread. The in-memory test database's shared
+    cache reports 'table is locked' at times across threads: try again then."""
+    def stopped():
+        try:
+            return (TaskRun.objects.filter(pk=run_id, status='running').exists()
+                    and lifecycle.request_stop([run_id]) == 1)
+        except OperationalError:
+            return False
+    wait_for(stopped, message='the stop request to be recorded')
+
+
+def test_a_worker_that_lost_its_lease_interrupts_the_function_and_records_the_truth():
+    """As after SIGSTOP: the tick recorded the run lost; the resumed worker must give way."""
+    run = running_run('paused')
+    outcome = {}
+
+    def function_running():
+        with RunWatch(run, None, SHORT_LEASE) as watch:
+            try:
+                with watch.interruptible():
+                    time.sleep(30)
+            except runner.RunInterrupted:
+                outcome['interruption'] = watch.interruption
+        lifecycle.finish(run, watch.interruption.outcome, 'interrupted')
+
+    TaskRun.objects.filter(pk=run.pk).update(status='lost')  # the tick's verdict
+    started = time.monotonic()
+    function_running()
+    assert time.monotonic() - started < 5
+    assert outcome['interruption'].outcome == 'lost'
+    record = TaskRun.objects.get(pk=run.pk)
+    assert 'after this run had been recorded lost' in record.error
+
+
+def test_a_function_that_cannot_be_imported_disables_the_task_with_the_traceback():
+    task = task_with_callable(tasks.record, label='broken-module', wait_for_schedule=False)
+    task._func_info = '{"kind": "function", "module": "tests.testapp.broken_module", ' \
+                      '"qualname": "anything"}'
+    task.save()
+    [run_id] = lifecycle_claim(task)
+    assert execute_run(run_id, message=None) == ['error']
+    run = TaskRun.objects.get(pk=run_id)
+    task.refresh_from_db()
+    assert run.status == 'error' and 'NameError' in run.error and 'Traceback' in run.error
+    assert not task.enabled and 'NameError' in task.disabled_reason
+    assert not task.running

@@ -70,6 +70,20 @@ def test_no_tasks():
     assert listing() == '0 task(s), 0 enabled. Times are in Europe/London.\n'
 
 
+def test_says_which_filter_matched_nothing():
+    make('nightly-digest', '30 0 * * *')
+    make('weekday-sync', '0 9 * * mon-fri')
+    assert listing('nomatch') == (
+        '0 task(s), 0 enabled. Times are in Europe/London.\n'
+        "No task label contains 'nomatch' (2 task(s) in all; run sisy_tasks without TEXT "
+        'to list them).\n')
+    output = listing('DIGEST', 'nomatch', 'other')
+    assert output.startswith('1 task(s), 1 enabled. Times are in Europe/London.\n'
+                             "No task label contains 'nomatch' or 'other' (2 task(s) in all;")
+    assert 'nightly-digest  [id' in output
+    assert 'No task label' not in listing('digest', 'SYNC')
+
+
 def test_negative_runs_is_refused():
     with pytest.raises(CommandError, match='--runs must be 0 or more; got -1'):
         listing(runs=-1)

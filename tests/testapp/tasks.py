@@ -1,5 +1,7 @@
 """Task functions the tests schedule. Each records its own calls."""
 
+import time
+
 from tests.testapp.models import Call
 
 
@@ -35,3 +37,21 @@ class Plain:
 
 
 not_callable = 42
+
+
+def sleep_long(message):
+    """Sleep for userdata['seconds']; note in userdata that clean-up ran when interrupted."""
+    task = message['task']
+    try:
+        time.sleep(task.userdata.get('seconds', 60))
+    finally:
+        task.userdata['cleaned_up'] = True
+
+
+def busy_loop_catching_exceptions(message):
+    """Never returns on its own, and swallows every ordinary exception."""
+    while True:
+        try:
+            sum(range(1000))
+        except Exception:
+            pass

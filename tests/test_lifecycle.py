@@ -1,0 +1,171 @@
+"""The run lifecycle's transitions: fenced finishes, retries, lost jobs, repairs, edits."""
+
+import datetime as dt
+import logging
+
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+
+from sisy import dispatch, lifecycle
+from sisy.models import Task, TaskRun, task_with_callable
+from tests.testapp import tasks
+from tests.testapp.models import Call
+
+pytestmark = pytest.mark.django_db
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+def make(label, function=tasks.record, **fields):
+    task = task_with_callable(function, label=label, **fields)
+    task.save()
+    return task
+
+
+def statuses(label):
+    return list(TaskRun.objects.filter(task_label=label).order_by('pk')
+                .values_list('attempt', 'status'))
+
+
+def die_while_running(worker, when):
+    """Claim at `when`, then play a worker that took the runs and died mid-run."""
+    dispatch.process_tick(when, now=when)
+    worker.layer.channel_layer.flush()
+    TaskRun.objects.filter(status='pending').update(
+        status='running', started_at=when, lease_until=when + MINUTE, host='gone', pid=1)
+
+
+def test_a_finish_by_a_worker_that_lost_its_run_records_the_truth_and_leaves_the_task(soon):
+    task = make('fenced', schedule='* * * * *', allow_overlap=True)
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    [run_id] = dispatch.claim_due_tasks(soon)
+    run = lifecycle.take(soon, MINUTE, run_id)
+    TaskRun.objects.filter(pk=run_id).update(status='lost')       # recovery's verdict
+    [newer] = dispatch.claim_due_tasks(soon + MINUTE)              # the next slot's run
+    lifecycle.take(soon + MINUTE, MINUTE, newer)
+    assert lifecycle.finish(run, 'ok', '') is False
+    record = TaskRun.objects.get(pk=run_id)
+    assert record.status == 'ok' and 'after this run had been recorded lost' in record.error
+    task.refresh_from_db()
+    assert task.running, 'a late finish released a task another run holds'
+    assert task.last_outcome == ''
+
+
+def test_a_failing_run_is_retried_after_the_delay_with_attempt_numbers(worker):
+    make('flaky', function=tasks.explode, wait_for_schedule=False, retries=2, retry_delay=30,
+         iterations=1)
+    start = timezone.now()
+    worker.tick(start)
+    assert statuses('flaky') == [(1, 'error'), (2, 'pending')]
+    first, retry = TaskRun.objects.filter(task_label='flaky').order_by('attempt')
+    assert abs((retry.not_before - first.finished_at).total_seconds() - 30) < 1
+    worker.tick(start + dt.timedelta(seconds=10))   # not yet due: nothing runs
+    assert statuses('flaky') == [(1, 'error'), (2, 'pending')]
+    worker.tick(retry.not_before + dt.timedelta(seconds=1))
+    assert statuses('flaky') == [(1, 'error'), (2, 'error'), (3, 'pending')]
+    third = TaskRun.objects.get(task_label='flaky', attempt=3)
+    worker.tick(third.not_before + dt.timedelta(seconds=1))
+    assert statuses('flaky') == [(1, 'error'), (2, 'error'), (3, 'error')]
+    assert not Task.objects.filter(label='flaky').exists(), 'attempts used up: task deleted'
+
+
+def test_a_retry_holds_back_the_next_slot_of_a_task_that_forbids_overlap(worker, soon):
+    task = make('held', function=tasks.explode, schedule='* * * * *', retries=1,
+                retry_delay=600)
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    worker.tick(soon)
+    worker.tick(soon + MINUTE)
+    assert statuses('held') == [(1, 'error'), (2, 'pending')]
+
+
+def test_a_lost_run_once_is_attempted_again_not_dropped(worker, soon):
+    task = Task.run_once(tasks.record)
+    die_while_running(worker, soon)
+    later = soon + 2 * MINUTE
+    worker.tick(later)
+    label = task.label
+    assert statuses(label) == [(1, 'lost'), (2, 'ok')]
+    assert Call.objects.count() == 1
+    assert not Task.objects.filter(pk=task.pk).exists()
+
+
+def test_a_lost_one_off_job_gives_up_after_its_attempts(worker, soon):
+    task = Task.run_once(tasks.record)
+    when = soon
+    for attempt in range(lifecycle.FINAL_RUN_ATTEMPTS):
+        die_while_running(worker, when)
+        when += 2 * MINUTE
+    worker.tick(when)
+    assert [status for _, status in statuses(task.label)] == ['lost'] * 3
+    assert not Task.objects.filter(pk=task.pk).exists()
+
+
+def test_a_lost_run_of_a_recurring_task_is_not_retried_without_retries(worker, soon):
+    task = make('recurring', schedule='* * * * *')
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    die_while_running(worker, soon)
+    worker.tick(soon + 2 * MINUTE)
+    assert statuses('recurring') == [(1, 'lost'), (1, 'ok')]
+
+
+def test_a_task_marked_running_with_no_active_run_is_repaired_by_the_next_tick(worker, soon):
+    task = make('stuck', schedule='* * * * *')
+    Task.objects.filter(pk=task.pk).update(next_run=soon, running=True)   # as after a crash
+    assert not TaskRun.objects.exists()
+    worker.tick(soon)
+    assert Call.objects.filter(label='stuck').count() == 1
+    assert not Task.objects.get(pk=task.pk).running
+
+
+def test_a_finished_one_off_left_running_is_repaired_and_reaped(worker, soon):
+    task = Task.run_once(tasks.record)
+    Task.objects.filter(pk=task.pk).update(running=True, next_run=None, finished_at=soon)
+    TaskRun.objects.create(task=task, task_label=task.label, scheduled_for=soon, status='ok')
+    worker.tick(soon)
+    worker.deliver()
+    assert not Task.objects.filter(pk=task.pk).exists()
+
+
+def test_one_failing_claim_does_not_stop_the_others(worker, soon, monkeypatch, caplog):
+    for label in ('a', 'b', 'c'):
+        Task.objects.filter(pk=make(label).pk).update(next_run=soon)
+    real_claim = lifecycle.claim
+
+    def claim(batch, when):
+        if any(task.label == 'b' for task in batch):
+            raise OperationalError('deadlock detected')
+        return real_claim(batch, when)
+
+    monkeypatch.setattr(lifecycle, 'claim', claim)
+    with caplog.at_level(logging.WARNING, logger='sisy'):
+        assert len(dispatch.claim_due_tasks(soon)) == 2
+    assert 'Could not claim task' in caplog.text and 'deadlock' in caplog.text
+    monkeypatch.setattr(lifecycle, 'claim', real_claim)
+    assert len(dispatch.claim_due_tasks(soon)) == 1, 'b is claimed by the next tick'
+
+
+def test_a_timing_edit_racing_a_tick_cannot_hand_back_the_claimed_slot(soon):
+    task = make('edited', schedule='* * * * *')
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    stale = Task.objects.get(pk=task.pk)                 # the admin loads the task...
+    assert dispatch.claim_due_tasks(soon)                # ...a tick claims `soon`...
+    stale.schedule = '*/1 * * * *'
+    stale.start_running = soon - MINUTE                  # ...and the edit would reach back
+    stale.save()
+    assert stale.next_run > soon
+    assert Task.objects.get(pk=task.pk).next_run > soon
+    assert dispatch.claim_due_tasks(soon) == []          # the slot is not claimed twice
+
+
+def test_a_finished_task_stays_finished_after_a_timing_edit(soon):
+    task = Task.run_once(tasks.record)
+    assert dispatch.claim_due_tasks(soon)
+    task = Task.objects.get(pk=task.pk)
+    assert task.finished_at is not None and task.iterations == 1
+    task.schedule = '* * * * *'
+    task.wait_for_schedule = True
+    task.save()
+    task.refresh_from_db()
+    assert task.next_run is None and task.finished_at is not None
+    assert dispatch.claim_due_tasks(soon + 10 * MINUTE) == []

@@ -1,0 +1,68 @@
+"""What the run path costs in database statements: per run on a worker, per batch on a tick.
+
+The counts leave out transaction control (BEGIN, SAVEPOINT, RELEASE), which
+is not a round trip with PostgreSQL's driver and is one cheap call on SQLite.
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sisy import dispatch, runner
+from sisy.models import Task, task_with_callable
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CONTROL = ('BEGIN', 'SAVEPOINT', 'RELEASE SAVEPOINT')
+RUNS = 20
+
+
+def statements(captured):
+    return [query['sql'] for query in captured.captured_queries
+            if not query['sql'].startswith(CONTROL)]
+
+
+def commits(captured):
+    """Transactions that wrote: explicit ones, plus writes made in autocommit."""
+    explicit = sum(query['sql'] == 'BEGIN' for query in captured.captured_queries)
+    if connection.vendor != 'sqlite':
+        return None  # psycopg2 commits without a statement: not visible here
+    return explicit
+
+
+def due_tasks(kind, count, when):
+    for number in range(count):
+        if kind == 'one-off':
+            Task.run_once(tasks.count_in_userdata)
+        else:
+            task = task_with_callable(tasks.count_in_userdata, label='every-minute-%d' % number,
+                                      schedule='* * * * *')
+            task.save()
+            Task.objects.filter(pk=task.pk).update(next_run=when)
+
+
+@pytest.mark.parametrize('kind, most', [('recurring', 3), ('one-off', 4)])
+def test_a_run_costs_at_most_four_statements_on_the_worker(kind, most, soon):
+    due_tasks(kind, RUNS, soon)
+    run_ids = dispatch.claim_due_tasks(soon)
+    with CaptureQueriesContext(connection) as captured:
+        outcomes = runner.execute_run(run_ids[0], None)  # takes the rest from the table too
+    assert outcomes == ['ok'] * RUNS
+    # Take (1) and finish (2, or 3 when a finished one-off is deleted) per run, and one
+    # take that finds the queue empty.
+    assert len(statements(captured)) <= most * RUNS + 1, statements(captured)[:8]
+    if commits(captured) is not None:
+        assert commits(captured) <= RUNS  # the finish; the take is one autocommit write
+
+
+@pytest.mark.parametrize('size', [10, 400])
+def test_a_claimed_batch_costs_three_statements_whatever_its_size(size, soon):
+    due_tasks('recurring', size, soon)
+    with CaptureQueriesContext(connection) as captured:
+        claimed = dispatch.claim_due_tasks(soon)
+    assert len(claimed) == size
+    batches = 1 if size < dispatch.FIRST_BATCH else 1 + size // dispatch.CLAIM_BATCH + 1
+    # Per batch: read the due tasks, claim them and create their runs (one statement on
+    # PostgreSQL, two on SQLite); a last, empty read ends the loop when a batch was full.
+    assert len(statements(captured)) <= 3 * batches + 1, statements(captured)
