@@ -18,11 +18,20 @@ $(VENV)/.installed: setup.py requirements/primary.txt requirements/test.txt
 # The demo: SQLite + asgi_ipc by default, nothing else to start;
 # SISY_DEMO_STACK=postgresql-redis make demo uses PostgreSQL + Redis instead.
 # Serves http://127.0.0.1:$(DEMO_PORT)/ (admin: admin / admin); Ctrl-C stops it.
+# asgi_ipc's shared memory (120 MiB in /dev/shm/sisy-demo-*) outlives the processes,
+# so clear_demo_layer removes it once honcho has stopped them all. Ctrl-C reaches
+# honcho directly; a SIGTERM or SIGINT sent to make or this shell only is passed on
+# to honcho, and the shell waits for it before the EXIT trap clears the layer.
 DEMO_PORT ?= 8000
 demo: venv
 	@if [ "$$SISY_DEMO_STACK" = postgresql-redis ]; then .ci/services; fi
 	cd extra/demo && ../../$(PY) manage.py prepare_demo --verbosity 0
-	cd extra/demo && PATH="$(abspath $(VENV))/bin:$$PATH" honcho start --port $(DEMO_PORT)
+	cd extra/demo && trap '../../$(PY) manage.py clear_demo_layer' EXIT; \
+	    PATH="$(abspath $(VENV))/bin:$$PATH" honcho start --port $(DEMO_PORT) & \
+	    honcho=$$!; trap 'kill -TERM $$honcho 2>/dev/null' INT TERM; \
+	    wait $$honcho; status=$$?; \
+	    while kill -0 $$honcho 2>/dev/null; do wait $$honcho; status=$$?; done; \
+	    exit $$status
 
 services:
 	.ci/services

@@ -26,7 +26,10 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(ROOT, 'extra', 'demo')
 BIN = os.path.dirname(sys.executable)
+# The machine's shared services; the private ones of tests/integration/services.py
+# listen on other ports, which Cluster, Database and clear_layer take as arguments.
 PG = {'user': 'postgres', 'host': '127.0.0.1', 'port': 5432}
+REDIS_PORT = 6379
 STACKS = ('sqlite-ipc', 'postgresql-redis')
 # What must never appear in a process's log.
 TROUBLE = re.compile(r'Traceback|ChannelFull|RuntimeError|database is locked|deadlocked')
@@ -80,8 +83,9 @@ def drop_pg_database(name):
 class Database:
     """Read-only queries against one test's database, whichever the backend."""
 
-    def __init__(self, stack, name):
+    def __init__(self, stack, name, pg_port=PG['port']):
         self.stack, self.name = stack, name
+        self.pg = dict(PG, port=pg_port)
 
     def rows(self, sql, params=()):
         if self.stack == 'sqlite-ipc':
@@ -90,7 +94,7 @@ class Database:
                 return connection.execute(sql, params).fetchall()
             finally:
                 connection.close()
-        connection = psycopg2.connect(dbname=self.name, **PG)
+        connection = psycopg2.connect(dbname=self.name, **self.pg)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql.replace('?', '%s'), params)
@@ -136,11 +140,18 @@ class Process:
 
 
 class Cluster:
-    """One test's Sisy site: database, channel layer prefix and processes."""
+    """One test's Sisy site: database, channel layer prefix and processes.
 
-    def __init__(self, stack, database, prefix, log_dir):
+    `pg_port` and `redis_port` say where the site's PostgreSQL and Redis listen
+    (postgresql-redis stack only); the processes get them as SISY_IT_PG_PORT and
+    SISY_IT_REDIS_PORT.
+    """
+
+    def __init__(self, stack, database, prefix, log_dir, pg_port=PG['port'],
+                 redis_port=REDIS_PORT):
         self.stack = stack
-        self.db = Database(stack, database)
+        self.db = Database(stack, database, pg_port)
+        self.redis_port = redis_port
         self.prefix = prefix
         self.log_dir = log_dir
         self.port = None
@@ -148,7 +159,8 @@ class Cluster:
         self.env = dict(
             os.environ, PYTHONPATH=os.pathsep.join([ROOT, DEMO]), PYTHONUNBUFFERED='1',
             DJANGO_SETTINGS_MODULE='tests.integration.settings', SISY_DEMO_STACK=stack,
-            SISY_IT_DATABASE=database, SISY_IT_PREFIX=prefix)
+            SISY_IT_DATABASE=database, SISY_IT_PREFIX=prefix,
+            SISY_IT_PG_PORT=str(pg_port), SISY_IT_REDIS_PORT=str(redis_port))
 
     # running Django inside the project
 
@@ -183,15 +195,20 @@ class Cluster:
         assert process.alive(), process.log()
         return process
 
-    def start_site(self, heartbeats=1, sisy_workers=2):
-        """daphne, a web worker, Sisy workers and heartbeat(s), each ready to work."""
+    def start_site(self, heartbeats=1, sisy_workers=2, restart_workers=False):
+        """daphne, a web worker, Sisy workers and heartbeat(s), each ready to work.
+
+        With `restart_workers`, each Sisy worker runs under the demo's
+        keep-running wrapper, as a process manager restarts it when it exits.
+        """
+        wrapper = [os.path.join(DEMO, 'keep-running')] if restart_workers else []
         self.port = free_port()
         self.start('daphne', [os.path.join(BIN, 'daphne'), '-b', '127.0.0.1', '-p',
                               str(self.port), 'demo.asgi:channel_layer'])
         workers = [self.start('web-worker', [sys.executable, '-m', 'django'] + WEB_WORKER)]
         for number in range(sisy_workers):
             workers.append(self.start('sisy-worker-%d' % (number + 1),
-                                      [sys.executable, '-m', 'django'] + SISY_WORKER))
+                                      wrapper + [sys.executable, '-m', 'django'] + SISY_WORKER))
         for worker in workers:
             wait_until(lambda: 'Listening on channels' in worker.log() or not worker.alive(),
                        30, message='%s to listen' % worker.name)
@@ -240,13 +257,13 @@ class Cluster:
 # -- channel layers ------------------------------------------------------------------
 
 
-def clear_layer(stack, prefix):
+def clear_layer(stack, prefix, redis_port=REDIS_PORT):
     """Remove what a test's channel layer left behind: shared memory or Redis keys."""
     if stack == 'sqlite-ipc':
         for path in glob.glob('/dev/shm/%s-*' % prefix) + glob.glob('/dev/shm/sem.%s-*' % prefix):
             os.unlink(path)
         return
-    client = redis.StrictRedis(host='127.0.0.1', port=6379)
+    client = redis.StrictRedis(host='127.0.0.1', port=redis_port)
     keys = list(client.scan_iter(match=prefix + '*', count=1000))
     for start in range(0, len(keys), 500):
         client.delete(*keys[start:start + 500])

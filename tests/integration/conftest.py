@@ -1,4 +1,9 @@
-"""Fixtures for the real-process tests: a fresh database and layer prefix per test."""
+"""Fixtures for the real-process tests: a fresh database and layer prefix per test.
+
+`cluster` runs on the machine's shared PostgreSQL and Redis; `private_cluster`
+runs on servers of the test run's own (`private_postgres`, `private_redis`),
+which fault tests may stop and restart.
+"""
 
 import os
 import uuid
@@ -7,6 +12,7 @@ import pytest
 
 from tests.integration.cluster import (
     STACKS, Cluster, clear_layer, copy_sqlite, drop_pg_database, pg_admin)
+from tests.integration.services import PrivatePostgres, PrivateRedis
 
 
 @pytest.fixture(scope='session')
@@ -70,6 +76,82 @@ def cluster(request, migrated_template, tmp_path):
         clear_layer(stack, prefix)
         if stack == 'postgresql-redis':
             drop_pg_database(name)
+
+
+@pytest.fixture(scope='session')
+def private_postgres_server():
+    """The test run's own PostgreSQL cluster: initdb once, removed at the end."""
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def private_postgres(private_postgres_server):
+    """The private PostgreSQL (a PrivatePostgres), running when the test starts.
+
+    A test may stop and restart it; it is started again afterwards if need be.
+    """
+    private_postgres_server.start()
+    yield private_postgres_server
+    private_postgres_server.start()
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis of this test's own (a PrivateRedis) on a free port, removed afterwards."""
+    server = PrivateRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope='session')
+def private_template(private_postgres_server):
+    """A migrated database on the private PostgreSQL, made once per session, to copy from."""
+    private_postgres_server.start()
+    name = private_postgres_server.create_database('sisy_it_template')
+    Cluster('postgresql-redis', name, 'sisy-it-template', private_postgres_server.folder,
+            pg_port=private_postgres_server.port).manage('migrate', '-v', '0')
+    return name
+
+
+@pytest.fixture(params=STACKS)
+def private_cluster(request, migrated_template, tmp_path):
+    """A Sisy site whose services belong to the test run, so a test may stop them.
+
+    On postgresql-redis: a copy of a migrated database on `private_postgres` and
+    the channel layer on `private_redis` (request those fixtures to restart them).
+    On sqlite-ipc there is no server: the database file and the layer's shared
+    memory (by prefix) are the test's own anyway.
+    """
+    stack = request.param
+    prefix = _prefix(stack)
+    if stack == 'sqlite-ipc':
+        name = str(tmp_path / 'sisy.sqlite3')
+        copy_sqlite(migrated_template(stack), name)
+        site = Cluster(stack, name, prefix, str(tmp_path))
+    else:
+        postgres = request.getfixturevalue('private_postgres')
+        redis_server = request.getfixturevalue('private_redis')
+        name = postgres.create_database('sisy_it_%s' % uuid.uuid4().hex[:10],
+                                        template=request.getfixturevalue('private_template'))
+        site = Cluster(stack, name, prefix, str(tmp_path), pg_port=postgres.port,
+                       redis_port=redis_server.port)
+    try:
+        yield site
+    finally:
+        site.stop_all()
+        if stack == 'sqlite-ipc':
+            clear_layer(stack, prefix)
+        else:
+            postgres.start()
+            postgres.drop_database(name)
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 The fixtures set SISY_DEMO_STACK (which stack), SISY_IT_DATABASE (SQLite file or
 PostgreSQL database name) and SISY_IT_PREFIX (channel layer prefix), so that
 tests running one after another never see each other's rows or messages.
+On the postgresql-redis stack, SISY_IT_PG_PORT and SISY_IT_REDIS_PORT (when set)
+point the processes at a test's private PostgreSQL and Redis on 127.0.0.1
+instead of the machine's shared ones (5432 and 6379).
 """
 
 import os
@@ -13,6 +16,11 @@ from demo.settings import CHANNEL_LAYERS, DATABASES, INSTALLED_APPS
 INSTALLED_APPS = INSTALLED_APPS + ['tests.integration.probe']
 DATABASES['default']['NAME'] = os.environ['SISY_IT_DATABASE']
 CHANNEL_LAYERS['default']['CONFIG']['prefix'] = os.environ['SISY_IT_PREFIX']
+if DATABASES['default']['ENGINE'] == 'django.db.backends.postgresql':
+    DATABASES['default']['PORT'] = int(os.environ.get('SISY_IT_PG_PORT') or 5432)
+if 'hosts' in CHANNEL_LAYERS['default']['CONFIG']:
+    CHANNEL_LAYERS['default']['CONFIG']['hosts'] = [
+        ('127.0.0.1', int(os.environ.get('SISY_IT_REDIS_PORT') or 6379))]
 # Layer capacities stay at each backend's default: the burst test is about those.
 
 SISY_HEARTBEAT_FREQUENCY = 1

@@ -114,6 +114,10 @@ def test_start_end_and_enabled_are_honoured(cluster):
                and tasks_left(db, [made['ends-soon']['pk']]) == 0, 30,
                message='starts-later to run and ends-soon to be reaped')
     wait_for_ticks(db, 'control', 2)
+    # Every-second tasks keep running: stop the ticks so the records read below are final.
+    for heartbeat in cluster.named('heartbeat'):
+        assert heartbeat.stop() == 0, heartbeat.log()
+    wait_until(lambda: no_runs_under_way(db), 20, message='runs to finish')
     assert probe_count(db, 'not-yet') == 0
     assert probe_count(db, 'disabled') == 0
     start = parse_time(made['starts-later']['start_running'])

@@ -15,16 +15,23 @@ RECORD = 'tests.integration.probe.tasks.record'
 
 
 def make_tasks(specs):
-    """Save one recording task per spec: label, schedule, start_in/end_in (s), enabled."""
+    """Save one task per spec: label, schedule, start_in/end_in (s), enabled, and
+    optionally function (a dotted path; default: record), timeout, retries,
+    retry_delay, iterations, wait_for_schedule."""
     now = timezone.now()
     made = {}
     for spec in specs:
         fields = {'enabled': spec.get('enabled', True)}
+        for name in ('timeout', 'retries', 'retry_delay', 'iterations', 'wait_for_schedule',
+                     'allow_overlap'):
+            if name in spec:
+                fields[name] = spec[name]
         if 'start_in' in spec:
             fields['start_running'] = now + dt.timedelta(seconds=spec['start_in'])
         if 'end_in' in spec:
             fields['end_running'] = now + dt.timedelta(seconds=spec['end_in'])
-        task = task_with_callable(RECORD, label=spec['label'], schedule=spec['schedule'],
+        task = task_with_callable(spec.get('function', RECORD), label=spec['label'],
+                                  schedule=spec.get('schedule', '* * * * * *'),
                                   userdata={'tag': spec['label']}, **fields)
         task.save()
         made[spec['label']] = {
@@ -41,8 +48,27 @@ def run_iterations(label, iterations, schedule):
     return {'pk': task.pk}
 
 
-def run_once(tag):
-    return {'pk': Task.run_once(RECORD, userdata={'tag': tag}).pk}
+def run_once(tag, label=None):
+    task = Task.run_once(RECORD, userdata={'tag': tag})
+    if label:
+        Task.objects.filter(pk=task.pk).update(label=label)
+    return {'pk': task.pk}
+
+
+def send(messages):
+    """Put each [channel, content] message on the project's channels, as any sender could."""
+    from channels import Channel
+    for channel, content in messages:
+        Channel(channel).send(content, immediately=True)
+    return {'sent': len(messages)}
+
+
+def stop_runs_of(label):
+    """What the admin's stop action does for a task's running runs; return how many."""
+    from sisy import lifecycle
+    from sisy.models import TaskRun
+    ids = TaskRun.objects.filter(task_label=label, status='running').values_list('pk', flat=True)
+    return {'stopped': lifecycle.request_stop(ids)}
 
 
 def burst(count, lead):

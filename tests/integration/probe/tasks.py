@@ -1,15 +1,41 @@
 """The task function the real-process tests schedule."""
 
 import os
+import time
 
 from django.utils import timezone
 
+from tests.integration.probe.apps import crash_here
 from tests.integration.probe.models import ProbeRun
 
 
 def record(message):
     """Write down this call: which task, its tag, the run it served, where and when."""
     task = message['task']
+    crash_here('inside', task.label)
     ProbeRun.objects.create(
         label=task.label, tag=str(task.userdata.get('tag', '')),
         run_id=message['message'].content.get('run_id'), pid=os.getpid(), at=timezone.now())
+
+
+def hang(message):
+    """Record the call, then never return on its own (until interrupted)."""
+    record(message)
+    while True:
+        time.sleep(1)
+
+
+def hang_stubbornly(message):
+    """Record the call, then never return, ignoring even Sisy's interruption."""
+    record(message)
+    while True:
+        try:
+            time.sleep(1)
+        except BaseException:
+            pass
+
+
+def sleep_a_while(message):
+    """Record the call, then keep its worker busy for userdata['seconds']."""
+    record(message)
+    time.sleep(float(message['task'].userdata.get('seconds', 3)))
