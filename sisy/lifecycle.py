@@ -11,6 +11,7 @@ next tick repairs. A run that ends in error, timeout or lost may be followed by
 a retry: a new pending record for the same slot with the next attempt number.
 """
 
+import collections
 import datetime as dt
 import logging
 import os
@@ -109,7 +110,7 @@ def lose_expired(now):
                                           lease_until__lt=now).update(
                     status=TaskRun.LOST, lease_until=None, error=error):
                 continue
-            _after_run(run, TaskRun.LOST, now)
+            _follow_up([Ending(run, TaskRun.LOST, error, run.started_at, now)], now)
         lost += 1
         log.warning('Run %s of %r on %s pid %s was lost (its worker stopped)', run.pk,
                     run.task_label, run.host, run.pid)
@@ -145,58 +146,79 @@ def repair_stuck_tasks():
 # -- the worker's side ---------------------------------------------------------------
 
 
+Ending = collections.namedtuple('Ending', 'run status error started_at finished_at userdata')
+Ending.__new__.__defaults__ = (None,)
+Ending.__doc__ = """How a run ended, as its worker saw it: userdata is JSON text, or None if unchanged."""
+
+
 def take(now, lease, run_id=None):
-    """Switch a pending run to running for this worker; return it, or None if none is left.
+    """Switch one pending run to running for this worker; return it, or None if none is left.
+
+    See take_batch.
+    """
+    runs = take_batch(now, lease, 1, run_id)
+    return runs[0] if runs else None
+
+
+def take_batch(now, lease, limit, run_id=None):
+    """Switch up to `limit` pending runs to running for this worker; return them, oldest first.
 
     Takes run `run_id` if given (and still pending, due or not: the tick that
-    named it found it due), else the oldest due one.
-    The returned run has its task loaded (None if the task was deleted).
+    named it found it due), else the oldest due ones. Each returned run has
+    its task loaded (None if the task was deleted).
     """
     until = now + lease
     if queries.fast_sql():
-        return queries.take_run(now, until, HOST, os.getpid(), run_id)
+        return queries.take_runs(now, until, HOST, os.getpid(), limit, run_id)
     waiting = TaskRun.objects.filter(status=TaskRun.PENDING)
     if run_id is not None:
         waiting = waiting.filter(pk=run_id)
     else:
         waiting = waiting.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-    for candidate in waiting.order_by('pk').values_list('pk', flat=True)[:5]:
-        if TaskRun.objects.filter(pk=candidate, status=TaskRun.PENDING).update(
+    taken = []
+    for candidate in waiting.order_by('pk').values_list('pk', flat=True)[:limit + 5]:
+        if len(taken) < limit and TaskRun.objects.filter(
+                pk=candidate, status=TaskRun.PENDING).update(
                 status=TaskRun.RUNNING, started_at=now, lease_until=until, host=HOST,
                 pid=os.getpid()):
-            return TaskRun.objects.select_related('task').get(pk=candidate)
-    return None
+            taken.append(candidate)
+    return list(TaskRun.objects.select_related('task').filter(pk__in=taken).order_by('pk'))
 
 
-def renew(run_id, until):
-    """Extend a running run's lease; return False if it is no longer ours or must stop."""
-    return bool(TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING,
-                                       stop_requested=False).update(lease_until=until))
+def renew(run_ids, until):
+    """Extend the leases of running runs; return the ids renewed (not those lost or to stop)."""
+    run_ids = list(run_ids)
+    if not run_ids:
+        return set()
+    if queries.fast_sql():
+        return queries.renew_leases(run_ids, until)
+    return {run_id for run_id in run_ids
+            if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING,
+                                      stop_requested=False).update(lease_until=until)}
+
+
+def give_back(run_ids):
+    """Return runs this worker took but never started to the queue; return the ids given back.
+
+    Lets another worker start them while this one is busy with a slow run.
+    """
+    if not run_ids:
+        return set()
+    if queries.fast_sql():
+        return queries.release_runs(run_ids, HOST, os.getpid())
+    given = set()
+    for run_id in run_ids:
+        if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING, host=HOST,
+                                  pid=os.getpid()).update(
+                status=TaskRun.PENDING, started_at=None, lease_until=None, host='', pid=None):
+            given.add(run_id)
+    return given
 
 
 def finish(run, outcome, error='', userdata=None, now=None):
-    """Record how a run this worker holds ended, and what follows for its task.
-
-    One transaction: the run's outcome (only if it is still running, i.e. ours),
-    then a retry if one is due, or the task's deletion if it has finished, or
-    else its last outcome, `running` flag and the userdata the function left
-    (JSON text, or None if unchanged). Returns True if the run was still ours,
-    and then `run` holds what was recorded; if not, the truth is added to the
-    run's record (a late finish) and the task, which another run may hold by
-    now, is left alone.
-    """
+    """Record how one run this worker holds ended; True if it was still ours. See finish_batch."""
     now = now or timezone.now()
-    duration = (now - run.started_at).total_seconds() if run.started_at else None
-    with transaction.atomic():
-        if TaskRun.objects.filter(pk=run.pk, status=TaskRun.RUNNING).update(
-                status=outcome, finished_at=now, error=error, lease_until=None,
-                duration=duration):
-            _after_run(run, outcome, now, userdata)
-            run.status, run.finished_at, run.error, run.duration, run.lease_until = (
-                outcome, now, error, duration, None)
-            return True
-    _record_late_finish(run, outcome, error, now, duration)
-    return False
+    return run.pk in finish_batch([Ending(run, outcome, error, run.started_at, now, userdata)])
 
 
 def skip(run, reason, now=None):
@@ -205,13 +227,48 @@ def skip(run, reason, now=None):
     Returns True if the run was still ours (and then `run` holds what was recorded).
     """
     now = now or timezone.now()
-    with transaction.atomic():
-        if not TaskRun.objects.filter(pk=run.pk, status=TaskRun.RUNNING).update(
-                status=TaskRun.SKIPPED, finished_at=now, error=reason, lease_until=None):
-            return False
-        _release(run, None, now)
-    run.status, run.finished_at, run.error, run.lease_until = TaskRun.SKIPPED, now, reason, None
-    return True
+    return run.pk in finish_batch([Ending(run, TaskRun.SKIPPED, reason, run.started_at, now)])
+
+
+def finish_batch(endings, now=None):
+    """Record how runs this worker holds ended, and what follows for their tasks.
+
+    One transaction: each run's outcome (only if it is still running, i.e.
+    ours), then for each task a retry if one is due, or its deletion if it has
+    finished, or else its last outcome, `running` flag and the userdata the
+    function left. Returns the ids of the runs that were ours, whose objects
+    then hold what was recorded. A run no longer ours gets the truth added to
+    its record (a late finish), and its task, which another run may hold by
+    now, is left alone.
+    """
+    if not endings:
+        return set()
+    now = now or timezone.now()
+    rows = [(ending.run.pk, ending.status, ending.error, ending.started_at, ending.finished_at,
+             _seconds(ending)) for ending in endings]
+    with transaction.atomic(savepoint=False):
+        if queries.fast_sql():
+            ours = queries.finish_runs(rows)
+        else:
+            ours = {run_id for run_id, status, error, started, finished, duration in rows
+                    if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING).update(
+                        status=status, error=error, started_at=started, finished_at=finished,
+                        duration=duration, lease_until=None)}
+        _follow_up([ending for ending in endings if ending.run.pk in ours], now)
+    for ending, (_, status, error, started, finished, duration) in zip(endings, rows):
+        if ending.run.pk in ours:
+            ending.run.status, ending.run.error, ending.run.started_at = status, error, started
+            ending.run.finished_at, ending.run.duration = finished, duration
+            ending.run.lease_until = None
+        else:
+            _record_late_finish(ending.run, status, error, finished, duration)
+    return ours
+
+
+def _seconds(ending):
+    if ending.started_at is None or ending.status == TaskRun.SKIPPED:
+        return None
+    return (ending.finished_at - ending.started_at).total_seconds()
 
 
 def disable(task_id, reason, label=None):
@@ -242,27 +299,67 @@ def request_stop(run_ids):
 # -- what follows a run ------------------------------------------------------------------
 
 
-def _after_run(run, outcome, now, userdata=None):
-    """Inside a finishing transaction: retry if due, then release or delete the task.
+def _follow_up(endings, now):
+    """Inside a finishing transaction: retries, then delete finished tasks or release them.
 
-    Uses the task as loaded with the run (its retry settings and whether it
+    Uses each task as loaded with its run (its retry settings and whether it
     has finished do not change while one of its runs is under way).
     """
-    task = run.task if run.task_id is not None else None
-    if task is None:
+    releases, finished, labels = {}, set(), {}
+    for ending in endings:
+        run = ending.run
+        task = run.task if run.task_id is not None else None
+        if task is None:
+            continue
+        counts = ending.status != TaskRun.SKIPPED
+        delay = retry_delay(task, run, ending.status)
+        if delay is not None:
+            retry = TaskRun.objects.create(
+                task_id=task.pk, task_label=run.task_label, scheduled_for=run.scheduled_for,
+                attempt=run.attempt + 1,
+                not_before=now + dt.timedelta(seconds=delay) if delay else None)
+            log.info('Run %s of %r ended %s; attempt %d follows in %s s (run %s)', run.pk,
+                     task.label, ending.status, retry.attempt, delay, retry.pk)
+            finished.discard(task.pk)
+        elif counts and task.finished_at is not None:
+            finished.add(task.pk)
+            labels[task.pk] = task.label
+        earlier = releases.get(task.pk, (None, None, None))
+        releases[task.pk] = (
+            ending.status if counts else earlier[0],
+            (ending.started_at or now) if counts else earlier[1],
+            ending.userdata if ending.userdata is not None else earlier[2])
+    gone = _delete_finished(finished) if finished else set()
+    for task_id in sorted(gone):
+        log.info('Task %r has finished and was deleted', labels[task_id])
+    left = [(task_id,) + release for task_id, release in sorted(releases.items())
+            if task_id not in gone]
+    if not left:
         return
-    delay = retry_delay(task, run, outcome)
-    if delay is not None:
-        retry = TaskRun.objects.create(
-            task_id=task.pk, task_label=run.task_label, scheduled_for=run.scheduled_for,
-            attempt=run.attempt + 1,
-            not_before=now + dt.timedelta(seconds=delay) if delay else None)
-        log.info('Run %s of %r ended %s; attempt %d follows in %s s (run %s)', run.pk,
-                 task.label, outcome, retry.attempt, delay, retry.pk)
-    elif task.finished_at is not None and queries.delete_if_finished(task.pk):
-        log.info('Task %r has finished and was deleted', task.label)
+    if queries.fast_sql():
+        queries.release_tasks(left)
         return
-    _release(run, outcome, now, userdata)
+    for task_id, outcome, last_run, userdata in left:
+        changes = {'running': Exists(_has_active_run(task_id))}
+        if outcome is not None:
+            changes.update(last_outcome=outcome, last_run=last_run)
+        if userdata is not None:
+            changes['_extra_data'] = userdata
+        Task.objects.filter(pk=task_id).update(**changes)
+
+
+def _delete_finished(task_ids):
+    if queries.fast_sql():
+        return queries.delete_finished(task_ids)
+    gone = set()
+    for task_id in task_ids:
+        idle = Task.objects.filter(pk=task_id, finished_at__isnull=False).exclude(
+            pk__in=_has_active_run(task_id).values('task_id'))
+        if idle.exists():
+            TaskRun.objects.filter(task_id=task_id).update(task=None)
+            if idle.delete()[0]:
+                gone.add(task_id)
+    return gone
 
 
 def retry_delay(task, run, outcome):
@@ -275,18 +372,6 @@ def retry_delay(task, run, outcome):
             and run.attempt < max(FINAL_RUN_ATTEMPTS, task.retries + 1):
         return 0  # the job's only chance: the lease already made it wait
     return None
-
-
-def _release(run, outcome, now, userdata=None):
-    """Record the outcome on the task and clear `running` unless a run is still active."""
-    if run.task_id is None:
-        return
-    changes = {'running': Exists(_has_active_run(run.task_id))}
-    if outcome is not None:
-        changes.update(last_outcome=outcome, last_run=run.started_at or now)
-    if userdata is not None:
-        changes['_extra_data'] = userdata
-    Task.objects.filter(pk=run.task_id).update(**changes)
 
 
 def _has_active_run(task_id):

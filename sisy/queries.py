@@ -56,43 +56,120 @@ def _converted(model, values):
     return out
 
 
-def take_run(now, lease_until, host, pid, run_id=None):
-    """Switch run `run_id`, or else the oldest due pending run, to running; return it or None.
+def take_runs(now, lease_until, host, pid, limit=1, run_id=None):
+    """Switch up to `limit` due pending runs, oldest first, to running; return them.
 
-    A named run is taken whatever its not_before: the tick that rang for it
-    found it due by its own clock.
+    With `run_id`, takes that run only, whatever its not_before: the tick that
+    rang for it found it due by its own clock.
     """
     if run_id is not None:
-        which, params = 'id = %s', [run_id]
+        which, params, limit = 'id = %s', [run_id], 1
     else:
         which, params = '(not_before IS NULL OR not_before <= %s)', [_datetime(now)]
     changes = [_datetime(now), _datetime(lease_until), host, pid]
-    pick = ("SELECT id FROM {run} WHERE status = 'pending' AND {which} ORDER BY id LIMIT 1"
-            .format(run=RUN, which=which))
+    pick = ("SELECT id FROM {run} WHERE status = 'pending' AND {which} ORDER BY id LIMIT {limit}"
+            .format(run=RUN, which=which, limit=int(limit)))
     update = ("UPDATE {run} SET status = 'running', started_at = %s, lease_until = %s, "
-              "host = %s, pid = %s WHERE id = ({pick}) AND status = 'pending'")
+              "host = %s, pid = %s WHERE id {pick} AND status = 'pending'")
     with connection.cursor() as cursor:
         if connection.vendor == 'postgresql':
+            # ARRAY(...) makes PostgreSQL pick once; with IN (...) it may pick again per
+            # row, and SKIP LOCKED then lets it take far more than `limit` runs.
             cursor.execute(
                 ('WITH taken AS (' + update + ' RETURNING *) SELECT {cols} FROM taken '
-                 'LEFT JOIN {task} ON {task}.id = taken.task_id').format(
-                    run=RUN, task=TASK, pick=pick + ' FOR UPDATE SKIP LOCKED',
+                 'LEFT JOIN {task} ON {task}.id = taken.task_id ORDER BY taken.id').format(
+                    run=RUN, task=TASK, pick='= ANY(ARRAY(%s FOR UPDATE SKIP LOCKED))' % pick,
                     cols=', '.join(['taken.%s' % c for c in RUN_COLUMNS]
                                    + ['%s.%s' % (TASK, c) for c in TASK_COLUMNS])),
                 changes + params)
-            row = cursor.fetchone()
-            return _from_row(row) if row else None
+            return [_from_row(row) for row in cursor.fetchall()]
         # SQLite: the task comes back as one JSON array from a subquery in RETURNING.
         cursor.execute((update + ' RETURNING {cols}, (SELECT json_array({task_cols}) FROM {task} '
                         'WHERE {task}.id = {run}.task_id)').format(
-                           run=RUN, task=TASK, pick=pick,
+                           run=RUN, task=TASK, pick='IN (%s)' % pick,
                            cols=', '.join(RUN_COLUMNS), task_cols=', '.join(TASK_COLUMNS)),
                        changes + params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    task = json.loads(row[-1]) if row[-1] is not None else []
-    return _from_row(tuple(row[:-1]) + tuple(task))
+        rows = cursor.fetchall()
+    runs = []
+    for row in sorted(rows, key=lambda row: row[0]):
+        task = json.loads(row[-1]) if row[-1] is not None else []
+        runs.append(_from_row(tuple(row[:-1]) + tuple(task)))
+    return runs
+
+
+def finish_runs(endings):
+    """Record the endings of running runs in one statement; return the ids that were running.
+
+    `endings` are (run_id, status, error, started_at, finished_at, duration)
+    tuples. A run no longer running (lost, or recorded by another process) is
+    left untouched.
+    """
+    rows = ', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(endings))
+    values = []
+    for run_id, status, error, started_at, finished_at, duration in endings:
+        values += [run_id, status, error, _datetime(started_at), _datetime(finished_at), duration]
+    postgresql = connection.vendor == 'postgresql'
+    update = ("UPDATE {run} SET status = v.status, error = v.error, started_at = v.started{c}, "
+              "finished_at = v.finished{c}, duration = v.duration{n}, lease_until = NULL "
+              "FROM {source} WHERE {run}.id = v.id AND {run}.status = 'running' "
+              "RETURNING {run}.id")
+    columns = 'v(id, status, error, started, finished, duration)'
+    with connection.cursor() as cursor:
+        if postgresql:
+            cursor.execute(update.format(run=RUN, c='::timestamptz', n='::double precision',
+                                         source='(VALUES %s) AS %s' % (rows, columns)), values)
+        else:
+            cursor.execute('WITH %s AS (VALUES %s) ' % (columns, rows)
+                           + update.format(run=RUN, c='', n='', source='v'), values)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def release_tasks(releases):
+    """Write each task's last outcome and userdata and clear `running` if no run is active.
+
+    `releases` are (task_id, outcome, last_run, userdata) tuples, one per task;
+    None leaves that column as it is (a skipped run has no outcome).
+    """
+    rows = ', '.join(['(%s, %s, %s, %s)'] * len(releases))
+    values = []
+    for task_id, outcome, last_run, userdata in releases:
+        values += [task_id, outcome, _datetime(last_run), userdata]
+    cast = '::timestamptz' if connection.vendor == 'postgresql' else ''
+    update = ("UPDATE {task} SET last_outcome = COALESCE(v.outcome, {task}.last_outcome), "
+              "last_run = COALESCE(v.last_run{c}, {task}.last_run), "
+              "_extra_data = COALESCE(v.userdata, {task}._extra_data), "
+              "running = EXISTS (SELECT 1 FROM {run} WHERE {run}.task_id = {task}.id "
+              "AND {run}.status IN ('pending', 'running')) "
+              "FROM {source} WHERE {task}.id = v.id")
+    columns = 'v(id, outcome, last_run, userdata)'
+    with connection.cursor() as cursor:
+        if connection.vendor == 'postgresql':
+            cursor.execute(update.format(task=TASK, run=RUN, c=cast,
+                                         source='(VALUES %s) AS %s' % (rows, columns)), values)
+        else:
+            cursor.execute('WITH %s AS (VALUES %s) ' % (columns, rows)
+                           + update.format(task=TASK, run=RUN, c='', source='v'), values)
+
+
+def renew_leases(run_ids, until):
+    """Extend the leases of those runs still running and not asked to stop; return their ids."""
+    marks = ', '.join(['%s'] * len(run_ids))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE {run} SET lease_until = %s WHERE id IN ({marks}) AND "
+                       "status = 'running' AND stop_requested = %s RETURNING id"
+                       .format(run=RUN, marks=marks), [_datetime(until)] + list(run_ids) + [False])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def release_runs(run_ids, host, pid):
+    """Hand runs this process took but never started back to the queue; return their ids."""
+    marks = ', '.join(['%s'] * len(run_ids))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE {run} SET status = 'pending', started_at = NULL, "
+                       "lease_until = NULL, host = '', pid = NULL WHERE id IN ({marks}) "
+                       "AND status = 'running' AND host = %s AND pid = %s RETURNING id"
+                       .format(run=RUN, marks=marks), list(run_ids) + [host, pid])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def claim_batch(claims, now):
@@ -163,15 +240,20 @@ def _new_run_columns(now):
     return columns, values
 
 
-def delete_if_finished(task_id):
-    """Delete a finished task with no active run (its runs keep their history); True if gone."""
-    idle = ("NOT EXISTS (SELECT 1 FROM {run} WHERE task_id = %s AND status IN "
-            "('pending', 'running'))").format(run=RUN)
+def delete_finished(task_ids):
+    """Delete those of the tasks that have finished and have no active run; return their ids.
+
+    Their runs keep their history, unlinked first.
+    """
+    marks = ', '.join(['%s'] * len(task_ids))
+    idle = ("finished_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {run} WHERE "
+            "{run}.task_id = {task}.id AND {run}.status IN ('pending', 'running'))"
+            .format(run=RUN, task=TASK))
+    ids = list(task_ids)
     with connection.cursor() as cursor:
-        cursor.execute('UPDATE {run} SET task_id = NULL WHERE task_id = %s AND '.format(run=RUN)
-                       + idle + ' AND EXISTS (SELECT 1 FROM {task} WHERE id = %s AND '
-                       'finished_at IS NOT NULL)'.format(task=TASK),
-                       [task_id, task_id, task_id])
-        cursor.execute('DELETE FROM {task} WHERE id = %s AND finished_at IS NOT NULL AND '
-                       .format(task=TASK) + idle, [task_id, task_id])
-        return cursor.rowcount > 0
+        cursor.execute('UPDATE {run} SET task_id = NULL WHERE task_id IN (SELECT id FROM {task} '
+                       'WHERE id IN ({marks}) AND {idle})'.format(
+                           run=RUN, task=TASK, marks=marks, idle=idle), ids)
+        cursor.execute('DELETE FROM {task} WHERE id IN ({marks}) AND {idle} RETURNING id'
+                       .format(task=TASK, marks=marks, idle=idle), ids)
+        return {row[0] for row in cursor.fetchall()}

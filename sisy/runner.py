@@ -1,14 +1,24 @@
-"""Execute one claimed run on a worker: call the function under watch, record what happened.
+"""Execute runs on a worker: take them in batches, call each function under watch, record them.
 
-While the function runs, a watcher thread renews the run's lease and
-interrupts the function when its timeout passes, an operator asks to stop it,
-the run's lease was taken away (the worker had been paused), or the worker is
-told to shut down and the function does not end within the grace period. A
-function that ignores the interruption for GRACE_SECONDS more gets its run
-recorded from the watcher, and the worker process exits with HUNG_EXIT_STATUS
-so that its process manager starts a fresh one.
+A worker takes pending runs in batches: one at a time while few are waiting,
+up to MAX_BATCH while a backlog lasts, but never more than it expects to
+finish in about BATCH_SECONDS (judged by how long its recent runs took). It
+calls their functions one after the other, and records their endings in the
+same transaction that takes the next batch.
+
+One watchdog thread per worker process looks after the runs each executing
+thread holds. It renews their leases; records endings that would otherwise
+wait behind a slow run; gives runs not yet started back to the queue when the
+run before them is slow; and interrupts a function when its timeout passes,
+an operator asks to stop it, its lease was taken away (the worker had been
+paused), or the worker is told to shut down and the function does not end
+within the grace period. A function that ignores the interruption for
+GRACE_SECONDS more gets its run recorded by the watchdog, and the worker
+process exits with HUNG_EXIT_STATUS so that its process manager starts a
+fresh one.
 """
 
+import collections
 import contextlib
 import ctypes
 import datetime as dt
@@ -20,12 +30,13 @@ import time
 import traceback
 
 from channels.message import Message
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, Error, connection, transaction
 from django.utils import timezone
 
 from sisy import dispatch, lifecycle, signals
 from sisy.callables import load_callable
 from sisy.conf import setting
+from sisy.lifecycle import Ending
 from sisy.models import TaskRun, encode_userdata
 
 log = logging.getLogger('sisy.runner')
@@ -34,12 +45,19 @@ GRACE_SECONDS = 5.0
 # How long a worker goes on taking waiting runs from the table before it
 # returns to its channels (where ticks and other messages wait).
 DRAIN_SECONDS = 1.0
+# A batch holds about this many seconds of expected work, and at most MAX_BATCH runs.
+BATCH_SECONDS = 0.05
+MAX_BATCH = 25
+# Behind a run slower than these, endings are recorded by the watchdog and
+# runs not yet started are given back for other workers to take.
+FLUSH_AFTER = 0.25
+GIVE_BACK_AFTER = 1.0
 # EX_TEMPFAIL: the worker gave up on a hung function; restart it.
 HUNG_EXIT_STATUS = 75
-# The signal the watcher sends the main thread to interrupt a blocking call.
+# The signal the watchdog sends the main thread to interrupt a blocking call.
 INTERRUPT_SIGNAL = signal.SIGUSR1
-WATCH_INTERVAL = 0.2  # seconds between the watcher's checks
-# Renewing the lease is also when the watcher learns of an operator's stop.
+WATCH_INTERVAL = 0.2  # seconds between the watchdog's rounds
+# Renewing the leases is also when the watchdog learns of an operator's stop.
 MAX_RENEWAL_INTERVAL = 5.0
 
 
@@ -73,16 +91,20 @@ def execute_run(run_id, message):
     """
     outcomes = []
     stop_at = time.monotonic() + DRAIN_SECONDS
-    lease = lease_length()
-    with ShutdownSignals():
-        run = (lifecycle.take(timezone.now(), lease, run_id)
-               or lifecycle.take(timezone.now(), lease))
-        while run is not None:
-            outcomes.append(_execute(run, lease, message))
-            if time.monotonic() >= stop_at or ShutdownSignals.requested_at is not None:
-                dispatch.ring_doorbells(timezone.now(), 1)  # runs may be left: say so
-                break
-            run = lifecycle.take(timezone.now(), lease)
+    with ShutdownSignals(), RunBatch(lease_length(), message) as batch:
+        batch.take(run_id) or batch.take()
+        while True:
+            run = batch.next_run()
+            if run is not None:
+                outcomes.append(_execute(run, batch))
+                if ShutdownSignals.requested_at is None:
+                    continue
+            elif time.monotonic() < stop_at:
+                if batch.take():
+                    continue
+                break  # none left waiting
+            batch.hand_over()  # time is up, or the worker is stopping
+            break
     return outcomes
 
 
@@ -90,7 +112,7 @@ class ShutdownSignals:
     """Notes SIGTERM/SIGINT while this worker executes runs, then tells Channels' handler.
 
     Channels' worker would otherwise wait for a hung function for ever; the
-    run's watcher reads `requested_at` and interrupts the function after
+    watchdog reads `requested_at` and interrupts the function after
     GRACE_SECONDS. Signal handlers can only be set in the main thread.
     """
 
@@ -120,22 +142,22 @@ class ShutdownSignals:
             previous(self.signum, None)
 
 
-def _execute(run, lease, doorbell):
-    """Execute one run this worker has taken; return its outcome."""
+def _execute(run, batch):
+    """Execute one run this worker has taken; note its ending in `batch`; return its outcome."""
     checkpoint('taken', run)
     task = run.task
     if task is None or not task.enabled:
-        if lifecycle.skip(run, 'The task was %s before the run started.'
-                          % ('deleted' if task is None else 'disabled')):
-            signals.send_run_finished(task, run)
+        batch.record(Ending(run, TaskRun.SKIPPED, 'The task was %s before the run started.'
+                            % ('deleted' if task is None else 'disabled'),
+                            run.started_at, timezone.now()))
         return TaskRun.SKIPPED
+    started_at = timezone.now()
     try:
         function = load_callable(task.funcinfo)
     except Exception:  # any error importing the user's module: SyntaxError, NameError, ...
         reason = 'Cannot load the task function:\n%s' % traceback.format_exc()
         lifecycle.disable(task.pk, reason, label=task.label)
-        if _record(run, TaskRun.ERROR, reason, lease):
-            signals.send_run_finished(task, run)
+        batch.record(Ending(run, TaskRun.ERROR, reason, started_at, timezone.now()))
         return TaskRun.ERROR
 
     log.info('Running %r (run %s, attempt %d, scheduled for %s)', task.label, run.pk,
@@ -143,10 +165,10 @@ def _execute(run, lease, doorbell):
     stored_data = task._extra_data
     outcome, error = TaskRun.OK, ''
     signals.run_started.send_safely(TaskRun, task=task, run=run)
-    with RunWatch(run, task.timeout, lease) as watch:
+    with batch.watch(run, task.timeout) as watch:
         try:
             with watch.interruptible():
-                function({'task': task, 'message': _message_for(run, doorbell)})
+                function({'task': task, 'message': _message_for(run, batch.doorbell)})
         except RunInterrupted:
             # In a worker thread the raised instance is a bare one: the watch knows why.
             interruption = watch.interruption
@@ -166,10 +188,7 @@ def _execute(run, lease, doorbell):
         outcome = TaskRun.ERROR
         error = (error + '\n' if error else '') + 'userdata was not saved: %s' % bad_data
         log.error('Task %r left userdata that cannot be saved: %s', task.label, bad_data)
-    recorded = _record(run, outcome, error, lease, userdata, held_until=watch.held_until)
-    checkpoint('recorded', run)
-    if recorded:
-        signals.send_run_finished(task, run)
+    batch.record(Ending(run, outcome, error, started_at, timezone.now(), userdata))
     return outcome
 
 
@@ -185,71 +204,283 @@ def _message_for(run, doorbell):
     return Message({'run_id': run.pk}, doorbell.channel.name, doorbell.channel_layer)
 
 
-def _record(run, outcome, error, lease, userdata=None, held_until=None):
-    """Finish the run, retrying through a database outage while the lease could still hold.
+class RunBatch:
+    """The runs one executing thread holds: taken, under way, or ended and not yet recorded.
 
-    Gives up (and leaves the run to lost-run recovery) one lease length after
-    the lease ran out. Returns True if the outcome was recorded as the run's own.
+    Its lock guards the queue and the endings; the watchdog tends it between
+    the thread's own steps (see the module doc).
     """
-    give_up = (held_until or time.monotonic() + lease.total_seconds()) + lease.total_seconds()
-    pause, warned = 0.2, False
-    while True:
-        try:
-            ours = lifecycle.finish(run, outcome, error, userdata)
-            if warned:
-                log.warning('Recorded run %s (%s) now that the database answers', run.pk,
-                            outcome)
-            return ours
-        except DatabaseError as failure:
-            if time.monotonic() > give_up:
-                log.error('Could not record run %s (%s): %s; lost-run recovery will '
-                          'pick it up', run.pk, outcome, failure)
-                return False
-            if not warned:
-                log.warning('Cannot record run %s (%s) yet: %s; retrying', run.pk, outcome,
-                            str(failure).strip().splitlines()[0] if str(failure) else failure)
-                warned = True
-            connection.close()
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
 
+    # Seconds the recent runs of this process took, averaged, for sizing batches.
+    pace = None
 
-class RunWatch:
-    """A thread that watches one run while its function executes; see the module doc."""
-
-    def __init__(self, run, timeout, lease):
-        self.run, self.lease = run, lease
-        self.timeout = float(timeout) if timeout else None
-        self.thread_id = threading.get_ident()
+    def __init__(self, lease, doorbell):
+        self.lease, self.doorbell = lease, doorbell
+        self.lock = threading.RLock()
+        self.queue = collections.deque()  # taken, not started yet
+        self.size = 1                     # how many runs the next take asks for, at most
+        self.current = None               # the RunWatch of the run under way
+        self.endings = []                 # ended, not recorded yet
+        self.ended_since = None           # monotonic time of the oldest unrecorded ending
         self.in_main_thread = threading.current_thread() is threading.main_thread()
-        self.lock = threading.Lock()
-        self.inside = False          # the function is executing now
-        self.done = threading.Event()
-        self.interruption = None     # the RunInterrupted to raise, once decided
-        self.interrupted_at = None
-        self.held_until = None       # monotonic time the lease is known to hold until
+        self.thread_id = threading.get_ident()
         self.saved_handler = None
-        self.watcher = threading.Thread(target=self._watch, daemon=True,
-                                        name='sisy-watch-%s' % run.pk)
+        self._held(time.monotonic())
 
     def __enter__(self):
-        self.started = time.monotonic()
-        self.held_until = self.started + self.lease.total_seconds()
         if self.in_main_thread:
             self.saved_handler = signal.signal(INTERRUPT_SIGNAL, self._on_interrupt_signal)
-        self.watcher.start()
+        Watchdog.tend(self)
         return self
 
     def __exit__(self, *exc_info):
-        self.done.set()
-        self.watcher.join()
-        if self.in_main_thread:
-            signal.signal(INTERRUPT_SIGNAL, self.saved_handler)
+        try:
+            with self.lock:
+                self._give_back(list(self.queue), 'this worker stopped taking runs')
+        except Error as failure:  # they stay ours until lost-run recovery sees the lease end
+            log.warning('Could not give back runs not started: %s', _first_line(failure))
+        try:
+            self._flush_through_outage()
+        finally:
+            Watchdog.forget(self)
+            if self.in_main_thread:
+                signal.signal(INTERRUPT_SIGNAL, self.saved_handler)
+
+    def _held(self, now):
+        self.held_until = now + self.lease.total_seconds()
+        self.next_renewal = now + min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
+
+    # -- the executing thread's side --------------------------------------------------
+
+    def take(self, run_id=None):
+        """Record the endings so far and take more runs, in one transaction; return how many.
+
+        Takes run `run_id` alone if given. Otherwise one run at first, and twice
+        as many after each take that came back full (a backlog is waiting), as
+        far as the recent pace and MAX_BATCH allow; back to one after a take
+        that came back short.
+        """
+        if run_id is not None or RunBatch.pace is None:
+            size = 1
+        else:
+            size = min(self.size, MAX_BATCH, max(1, int(BATCH_SECONDS / max(RunBatch.pace, 1e-6))))
+        with self.lock:
+            endings = self.endings
+            with transaction.atomic():
+                ours = lifecycle.finish_batch(endings)
+                runs = lifecycle.take_batch(timezone.now(), self.lease, size, run_id)
+            self.endings, self.ended_since = [], None
+            self.queue.extend(runs)
+            if runs:
+                self._held(time.monotonic())
+        if run_id is None:
+            self.size = 2 * size if len(runs) == size else 1
+        _recorded(endings, ours)
+        return len(runs)
+
+    def next_run(self):
+        with self.lock:
+            return self.queue.popleft() if self.queue else None
+
+    def record(self, ending):
+        """Note how a run ended; it is recorded with the next take or flush."""
+        with self.lock:
+            self.endings.append(ending)
+            if self.ended_since is None:
+                self.ended_since = time.monotonic()
+
+    def flush(self):
+        """Record the endings noted so far, in one transaction."""
+        with self.lock:
+            endings = self.endings
+            ours = lifecycle.finish_batch(endings)
+            self.endings, self.ended_since = [], None
+        _recorded(endings, ours)
+
+    def hand_over(self):
+        """Give back the runs not started, record the endings, and ring for what waits."""
+        with self.lock:
+            self._give_back(list(self.queue), 'this worker is stopping')
+            self.flush()
+        dispatch.ring_doorbells(timezone.now(), 1)
+
+    def _flush_through_outage(self):
+        """Flush, retrying through a database outage while the leases could still hold.
+
+        Gives up (and leaves the runs to lost-run recovery) one lease length
+        after the leases ran out.
+        """
+        give_up = self.held_until + self.lease.total_seconds()
+        pause, warned = 0.2, False
+        while self.endings:
+            try:
+                self.flush()
+                if warned:
+                    log.warning('Recorded the runs now that the database answers')
+                return
+            except Error as failure:
+                if time.monotonic() > give_up:
+                    log.error('Could not record runs %s: %s; lost-run recovery will pick them '
+                              'up', [ending.run.pk for ending in self.endings], failure)
+                    self.endings = []
+                    return
+                if not warned:
+                    log.warning('Cannot record runs %s yet: %s; retrying',
+                                [ending.run.pk for ending in self.endings], _first_line(failure))
+                    warned = True
+                connection.close()
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    @contextlib.contextmanager
+    def watch(self, run, timeout):
+        """Context for executing `run`: the watchdog may interrupt it (see RunWatch)."""
+        watch = RunWatch(self, run, timeout)
+        self.current = watch
+        try:
+            yield watch
+        finally:
+            self.current = None
+            if watch.started is not None:
+                took = time.monotonic() - watch.started
+                RunBatch.pace = took if RunBatch.pace is None else 0.8 * RunBatch.pace + 0.2 * took
+
+    def _on_interrupt_signal(self, signum, frame):
+        watch = self.current
+        if watch is not None and watch.inside and watch.interruption is not None:
+            raise watch.interruption
+
+    # -- the watchdog's side -----------------------------------------------------------
+
+    def tend(self, now):
+        """One round of the watchdog: limits, then what waits behind a slow run, then leases."""
+        watch = self.current
+        if watch is not None:
+            watch.check(now)
+        if not self.lock.acquire(blocking=False):
+            return  # the thread is recording or taking: its own step does the work
+        try:
+            slow_for = now - watch.started if watch is not None and watch.started else 0
+            if self.endings and slow_for > FLUSH_AFTER:
+                self.flush()
+            if self.queue and slow_for > GIVE_BACK_AFTER:
+                runs = list(self.queue)
+                self.queue.clear()
+                self._give_back(runs, 'run %s before them is slow' % watch.run.pk)
+            if now >= self.next_renewal:
+                self._renew(now)
+        finally:
+            self.lock.release()
+
+    def _give_back(self, runs, why):
+        """Return runs not started to the queue and ring for them (call with the lock held)."""
+        if not runs:
+            return
+        self.queue.clear()
+        given = lifecycle.give_back([run.pk for run in runs])
+        if given:
+            log.info('Gave back %d run(s) for other workers to take: %s', len(given), why)
+            dispatch.ring_doorbells(timezone.now(), min(len(given), dispatch.DOORBELLS))
+
+    def _renew(self, now):
+        held = [run.pk for run in self.queue] + [ending.run.pk for ending in self.endings]
+        watch = self.current
+        if watch is not None:
+            held.append(watch.run.pk)
+        self.next_renewal = now + min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
+        if not held:
+            return
+        renewed = lifecycle.renew(held, timezone.now() + self.lease)
+        if len(renewed) == len(held):
+            self.held_until = now + self.lease.total_seconds()
+            return
+        states = dict((pk, state) for pk, *state in TaskRun.objects.filter(
+            pk__in=[pk for pk in held if pk not in renewed]).values_list(
+            'pk', 'status', 'stop_requested'))
+        for run in list(self.queue):
+            if run.pk in states:
+                self.queue.remove(run)  # lost, or asked to stop before it started
+                if states[run.pk] == [TaskRun.RUNNING, True]:
+                    self.record(Ending(run, TaskRun.STOPPED, 'An operator asked to stop it '
+                                       'before it started.', None, timezone.now()))
+        if watch is not None and watch.run.pk in states and watch.interruption is None:
+            status, stop = states[watch.run.pk]
+            if (status, stop) == (TaskRun.RUNNING, True):
+                watch.interrupt(TaskRun.STOPPED, 'an operator asked to stop it')
+            elif status != TaskRun.RUNNING:
+                watch.interrupt(TaskRun.LOST, 'its lease had run out and the run was recorded '
+                                              '%s (was the worker paused?)' % status)
+
+
+def _recorded(endings, ours):
+    for ending in endings:
+        checkpoint('recorded', ending.run)
+        if ending.run.pk in ours:
+            signals.send_run_finished(ending.run.task, ending.run)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+class Watchdog:
+    """The one thread per worker process that tends every RunBatch under way."""
+
+    lock = threading.Lock()
+    batches = set()
+    thread = None
+
+    @classmethod
+    def tend(cls, batch):
+        with cls.lock:
+            cls.batches.add(batch)
+            if cls.thread is None or not cls.thread.is_alive():  # first use, or after a fork
+                cls.thread = threading.Thread(target=cls._loop, daemon=True, name='sisy-watchdog')
+                cls.thread.start()
+
+    @classmethod
+    def forget(cls, batch):
+        with cls.lock:
+            cls.batches.discard(batch)
+
+    @classmethod
+    def _loop(cls):
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            with cls.lock:
+                batches = list(cls.batches)
+            for batch in batches:
+                try:
+                    batch.tend(time.monotonic())
+                except Error as failure:
+                    # A passing error must not end the rounds, or a long run is declared lost.
+                    log.warning('The watchdog could not reach the database: %s; retrying',
+                                _first_line(failure))
+                except Exception:
+                    log.exception('The watchdog failed tending a batch; it goes on')
+            # Its database work is a statement every few seconds at most: hold no session.
+            connection.close()
+
+
+class RunWatch:
+    """One run's function under way: its limits, and how to interrupt it."""
+
+    def __init__(self, batch, run, timeout):
+        self.batch, self.run = batch, run
+        self.timeout = float(timeout) if timeout else None
+        self.lock = threading.Lock()
+        self.started = None          # monotonic time the function was called
+        self.started_at = None       # the same on the wall clock
+        self.inside = False          # the function is executing now
+        self.interruption = None     # the RunInterrupted to raise, once decided
+        self.interrupted_at = None
 
     @contextlib.contextmanager
     def interruptible(self):
         """Context for the function call: interruptions are raised only inside it."""
         with self.lock:
+            self.started, self.started_at = time.monotonic(), timezone.now()
             self.inside = True
             pending = self.interruption
         try:
@@ -259,62 +490,23 @@ class RunWatch:
         finally:
             with self.lock:
                 self.inside = False
-                if not self.in_main_thread and self.interruption is not None:
-                    _set_async_exception(self.thread_id, None)  # not delivered: drop it
+                if not self.batch.in_main_thread and self.interruption is not None:
+                    _set_async_exception(self.batch.thread_id, None)  # not delivered: drop it
 
-    # -- the interruption signal (main thread only) ----------------------------------
-
-    def _on_interrupt_signal(self, signum, frame):
-        if self.inside and self.interruption is not None:
-            raise self.interruption
-
-    # -- the watcher thread -----------------------------------------------------------
-
-    def _watch(self):
-        renew_every = min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
-        next_renewal = self.started + renew_every
-        try:
-            while not self.done.wait(WATCH_INTERVAL):
-                now = time.monotonic()
-                if self.interruption is None:
-                    self._check_limits(now)
-                elif now - self.interrupted_at > GRACE_SECONDS:
-                    self._give_up()
-                if now >= next_renewal:
-                    next_renewal = now + renew_every
-                    self._renew(now)
-        finally:
-            connection.close()
-
-    def _check_limits(self, now):
-        if self.timeout is not None and now - self.started > self.timeout:
+    def check(self, now):
+        """The watchdog's look at the run: interrupt it, or give up on it, if due."""
+        if self.started is None:
+            return
+        if self.interruption is not None:
+            if now - self.interrupted_at > GRACE_SECONDS:
+                self._give_up()
+        elif self.timeout is not None and now - self.started > self.timeout:
             self.interrupt(TaskRun.TIMEOUT, 'it ran longer than its timeout of %s s'
                            % self.timeout)
         elif ShutdownSignals.requested_at is not None \
                 and now - ShutdownSignals.requested_at > GRACE_SECONDS:
             self.interrupt(TaskRun.LOST, 'the worker was shut down and the function did '
                                          'not end within %s s' % GRACE_SECONDS)
-
-    def _renew(self, now):
-        try:
-            close_old_connections()
-            if lifecycle.renew(self.run.pk, timezone.now() + self.lease):
-                self.held_until = now + self.lease.total_seconds()
-                return
-            state = TaskRun.objects.filter(pk=self.run.pk).values_list(
-                'status', 'stop_requested').first()
-        except DatabaseError as failure:
-            # A passing error must not end renewals, or a long run is declared lost.
-            log.warning('Could not renew the lease of run %s: %s; retrying', self.run.pk,
-                        str(failure).strip()[:200])
-            return
-        if self.interruption is not None:
-            return
-        if state is not None and state == (TaskRun.RUNNING, True):
-            self.interrupt(TaskRun.STOPPED, 'an operator asked to stop it')
-        elif state is not None and state[0] != TaskRun.RUNNING:
-            self.interrupt(TaskRun.LOST, 'its lease had run out and the run was recorded '
-                                         '%s (was the worker paused?)' % state[0])
 
     def interrupt(self, outcome, reason):
         """Make the function raise RunInterrupted(outcome, reason) as soon as it can."""
@@ -327,22 +519,22 @@ class RunWatch:
         log.warning('Interrupting run %s of %r: %s', self.run.pk, self.run.task_label, reason)
         if not inside:
             return
-        if self.in_main_thread:
-            signal.pthread_kill(self.thread_id, INTERRUPT_SIGNAL)
+        if self.batch.in_main_thread:
+            signal.pthread_kill(self.batch.thread_id, INTERRUPT_SIGNAL)
         else:
-            _set_async_exception(self.thread_id, RunInterrupted)
+            _set_async_exception(self.batch.thread_id, RunInterrupted)
 
     def _give_up(self):
-        """The function ignored its interruption: record the run, then end this process."""
+        """The function ignored its interruption: record the runs, then end this process."""
         interruption = self.interruption
         error = ('%s; the function did not give way within %s s of being interrupted, so '
                  'the worker process (pid %s) exited with status %s.'
                  % (interruption.reason, GRACE_SECONDS, os.getpid(), HUNG_EXIT_STATUS))
         log.critical('Run %s of %r: %s', self.run.pk, self.run.task_label, error)
         try:
-            close_old_connections()
-            if lifecycle.finish(self.run, interruption.outcome, error):
-                signals.send_run_finished(self.run.task, self.run)
+            self.batch.record(Ending(self.run, interruption.outcome, error, self.started_at,
+                                     timezone.now()))
+            self.batch.flush()
         except Exception:
             log.exception('Could not record run %s before exiting', self.run.pk)
         logging.shutdown()

@@ -75,13 +75,12 @@ def _run_eagerly(task):
 
 def _execute(run_ids, doorbell):
     """Take and execute each of `run_ids` with the worker's code; return the ids it ran."""
-    lease = runner.lease_length()
     ran = []
-    for run_id in run_ids:
-        run = lifecycle.take(timezone.now(), lease, run_id)
-        if run is not None:
-            runner._execute(run, lease, doorbell)
-            ran.append(run.pk)
+    with runner.RunBatch(runner.lease_length(), doorbell) as batch:
+        for run_id in run_ids:
+            if batch.take(run_id):
+                runner._execute(batch.next_run(), batch)
+                ran.append(run_id)
     return ran
 
 

@@ -1,16 +1,18 @@
 """The worker side: a run's lease, its timeout, an operator's stop, a lost lease."""
 
+import contextlib
 import datetime as dt
+import logging
 import threading
 import time
 
 import pytest
-from django.db import OperationalError, close_old_connections
+from django.db import OperationalError, connection
 from django.utils import timezone
 
-from sisy import lifecycle, runner
+from sisy import dispatch, lifecycle, runner
 from sisy.models import Task, TaskRun, task_with_callable
-from sisy.runner import RunWatch, execute_run, lease_length
+from sisy.runner import RunBatch, execute_run, lease_length
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,10 +46,18 @@ def lease(run):
     return TaskRun.objects.get(pk=run.pk).lease_until
 
 
+@contextlib.contextmanager
+def watched(run, timeout=None):
+    """Hold `run` as a worker does while its function executes."""
+    with RunBatch(SHORT_LEASE, None) as batch, batch.watch(run, timeout) as watch:
+        with watch.interruptible():
+            yield watch
+
+
 def test_lease_is_renewed_while_the_function_runs_and_not_after():
     run = running_run()
     first = lease(run)
-    with RunWatch(run, None, SHORT_LEASE):
+    with watched(run):
         wait_for(lambda: lease(run) > first, message='a renewal')
     renewed = lease(run)
     time.sleep(2 * SHORT_LEASE.total_seconds())  # renewals are 0.2 s apart: none may follow
@@ -56,20 +66,21 @@ def test_lease_is_renewed_while_the_function_runs_and_not_after():
 
 def test_lease_renewal_goes_on_after_a_database_error(monkeypatch, caplog):
     failures = []
+    renew = lifecycle.renew
 
-    def flaky_close_old_connections():
+    def flaky_renew(run_ids, until):
         if not failures:
             failures.append(1)
             raise OperationalError('database is locked')
-        close_old_connections()
+        return renew(run_ids, until)
 
-    monkeypatch.setattr(runner, 'close_old_connections', flaky_close_old_connections)
+    monkeypatch.setattr(lifecycle, 'renew', flaky_renew)
     run = running_run()
     first = lease(run)
-    with RunWatch(run, None, SHORT_LEASE):
+    with watched(run):
         wait_for(lambda: lease(run) > first, message='a renewal after the error')
     assert failures == [1]
-    assert 'Could not renew the lease' in caplog.text
+    assert 'The watchdog could not reach the database' in caplog.text
 
 
 def run_task(label, function, **fields):
@@ -150,12 +161,11 @@ def test_a_worker_that_lost_its_lease_interrupts_the_function_and_records_the_tr
     outcome = {}
 
     def function_running():
-        with RunWatch(run, None, SHORT_LEASE) as watch:
-            try:
-                with watch.interruptible():
-                    time.sleep(30)
-            except runner.RunInterrupted:
-                outcome['interruption'] = watch.interruption
+        try:
+            with watched(run) as watch:
+                time.sleep(30)
+        except runner.RunInterrupted:
+            outcome['interruption'] = watch.interruption
         lifecycle.finish(run, watch.interruption.outcome, 'interrupted')
 
     TaskRun.objects.filter(pk=run.pk).update(status='lost')  # the tick's verdict
@@ -179,3 +189,42 @@ def test_a_function_that_cannot_be_imported_disables_the_task_with_the_traceback
     assert run.status == 'error' and 'NameError' in run.error and 'Traceback' in run.error
     assert not task.enabled and 'NameError' in task.disabled_reason
     assert not task.running
+
+
+def in_a_thread(function, *args):
+    try:
+        function(*args)
+    finally:
+        connection.close()  # this thread's own session
+
+
+def status_of(run_id):
+    try:
+        return TaskRun.objects.filter(pk=run_id).values_list('status', flat=True).first()
+    except OperationalError:  # the in-memory database's shared cache, across threads
+        return None
+
+
+def test_runs_held_behind_a_slow_run_are_recorded_or_given_back(soon, monkeypatch, caplog):
+    """A batch must not hide finished runs, nor hold back runs another worker could start."""
+    monkeypatch.setattr(runner.RunBatch, 'pace', 1e-4)  # quick so far: batches are big
+    caplog.set_level(logging.INFO, logger='sisy.runner')
+    labels = ('named', 'quick', 'slow', 'behind')
+    for label in labels:
+        function = tasks.sleep_long if label == 'slow' else tasks.count_in_userdata
+        task_with_callable(function, label=label, userdata={'seconds': 4}).save()
+    Task.objects.update(next_run=soon)
+    named, quick, slow, behind = dispatch.claim_due_tasks(soon)
+    worker = threading.Thread(target=in_a_thread, args=(execute_run, named, None))
+    worker.start()
+    # 'quick' ended before 'slow' began: its outcome is recorded while 'slow' runs on.
+    wait_for(lambda: status_of(quick) == 'ok' and status_of(slow) == 'running',
+             message='the quick run to be recorded during the slow one')
+    wait_for(lambda: status_of(behind) == 'pending', timeout=runner.GIVE_BACK_AFTER + 3,
+             message='the run behind the slow one to be given back')
+    assert status_of(slow) == 'running'
+    worker.join(15)
+    assert not worker.is_alive()
+    assert [status_of(run_id) for run_id in (named, quick, slow)] == ['ok'] * 3
+    assert 'Gave back 1 run(s)' in caplog.text
+    assert execute_run(behind, None) == ['ok']
