@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +30,7 @@ REDIS = {'host': '127.0.0.1', 'port': 6379}
 STACKS = ('postgresql-redis', 'sqlite-ipc')
 
 sys.path.insert(0, ROOT)
-from tests.integration.cluster import pg_admin, wait_until  # noqa: E402  (the tests' helpers)
+from tests.integration.cluster import Process, pg_admin, wait_until  # noqa: E402,F401  (the tests' helpers)
 SISY_WORKER = ['runworker', '--exclude-channels=http.*', '--exclude-channels=websocket.*']
 
 
@@ -48,36 +47,6 @@ def rss_kib(pid):
                 name, amount = line.split()[:2]
                 values[name.rstrip(':')] = int(amount)
     return values['VmRSS'], values['VmHWM']
-
-
-class Process:
-    """A child process in a session of its own, its output in a log file."""
-
-    def __init__(self, name, argv, env, log_dir):
-        self.name = name
-        self.log_path = os.path.join(log_dir, '%s.log' % name)
-        self.log_file = open(self.log_path, 'w')
-        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log_file,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        self.pid = self.popen.pid
-
-    def log(self):
-        with open(self.log_path, errors='replace') as log:
-            return log.read()
-
-    def alive(self):
-        return self.popen.poll() is None
-
-    def stop(self, timeout=15):
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.log_file.close()
-        return self.popen.returncode
 
 
 class Template:

@@ -118,9 +118,10 @@ class Process:
         self.log_file = open(self.log_path, 'w')
         self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log_file,
                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.popen.pid
 
     def log(self):
-        with open(self.log_path) as log:
+        with open(self.log_path, errors='replace') as log:
             return log.read()
 
     def alive(self):
