@@ -156,46 +156,45 @@ def test_a_worker_paused_past_its_lease_gives_way_when_it_resumes(cluster):
 # -- hung functions ---------------------------------------------------------------------
 
 
-def test_a_hung_function_past_its_timeout_is_stopped_and_its_worker_freed(cluster):
+def start_hung_run(cluster, label, function, **spec):
+    """A site with one task worker, which starts a run of `label` that will not end."""
     cluster.start_site(sisy_workers=1)
-    db = cluster.db
     cluster.scenario('make_tasks', specs=[
-        {'label': 'hangs', 'function': HANG, 'timeout': 2, 'iterations': 1,
-         'wait_for_schedule': False}])
+        dict(spec, label=label, function=function, wait_for_schedule=False)])
+    return cluster.db
+
+
+def assert_other_work_runs(cluster):
+    keep_steady(cluster)
+    wait_until(lambda: probe_count(cluster.db, 'steady') >= 2, 20,
+               message='a task worker to run other work')
+    assert stuck_tasks(cluster.db) == 0
+
+
+def test_a_hung_function_past_its_timeout_is_stopped_and_its_worker_freed(cluster):
+    db = start_hung_run(cluster, 'hangs', HANG, timeout=2, iterations=1)
     wait_until(lambda: [s for _, s, _ in runs_of(db, 'hangs')] == ['timeout'], 20,
                message='the run to time out')
     [(_, _, error)] = runs_of(db, 'hangs')
     assert 'timeout of 2.0 s' in error
-    keep_steady(cluster)  # the only worker runs other work again
-    wait_until(lambda: probe_count(db, 'steady') >= 2, 20, message='the worker to be free')
+    assert_other_work_runs(cluster)  # on the only worker, still the same process
     [worker] = cluster.named('sisy-worker')
     assert worker.alive()
-    assert stuck_tasks(db) == 0
 
 
 def test_a_function_that_ignores_its_timeout_ends_its_worker_with_status_75(cluster):
-    cluster.start_site(sisy_workers=1)
-    db = cluster.db
-    cluster.scenario('make_tasks', specs=[
-        {'label': 'stubborn', 'function': HANG_STUBBORNLY, 'timeout': 1, 'iterations': 1,
-         'wait_for_schedule': False}])
+    db = start_hung_run(cluster, 'stubborn', HANG_STUBBORNLY, timeout=1, iterations=1)
     [worker] = cluster.named('sisy-worker')
     wait_until(lambda: not worker.alive(), 30, message='the worker to give up and exit')
     assert worker.popen.returncode == 75, worker.log()[-2000:]
     [(_, status, error)] = runs_of(db, 'stubborn')
     assert status == 'timeout' and 'exited with status 75' in error
     start_worker(cluster, 'sisy-worker-restarted')
-    keep_steady(cluster)
-    wait_until(lambda: probe_count(db, 'steady') >= 2, 20, message='a restarted worker to run')
-    assert stuck_tasks(db) == 0
+    assert_other_work_runs(cluster)
 
 
 def test_an_operator_stops_a_hung_run_without_a_timeout(cluster):
-    cluster.start_site(sisy_workers=1)
-    db = cluster.db
-    cluster.scenario('make_tasks', specs=[
-        {'label': 'forever', 'function': HANG, 'wait_for_schedule': False,
-         'schedule': '0 0 1 1 *'}])
+    db = start_hung_run(cluster, 'forever', HANG, schedule='0 0 1 1 *')
     wait_until(lambda: [s for _, s, _ in runs_of(db, 'forever')] == ['running'], 20,
                message='the run to start')
     assert cluster.scenario('stop_runs_of', label='forever') == {'stopped': 1}
