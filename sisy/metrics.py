@@ -5,6 +5,10 @@ collector asks the database, so every web process answers the same and no
 worker has to take part. The cost is bounded: a few aggregate queries, per-task
 series for at most SISY_METRICS_TASK_LIMIT labels, and at most RECENT_RUNS runs
 for the recent-window summaries.
+
+prometheus_client is imported by the functions that use it: the URLconf that
+includes sisy.urls is loaded by every process's system checks, workers and
+heartbeat too, and only a scrape needs it.
 """
 
 import datetime as dt
@@ -16,9 +20,6 @@ from django.http import HttpResponse, HttpResponseForbidden
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
-from prometheus_client.exposition import choose_encoder
 
 from sisy import health
 from sisy.conf import setting
@@ -50,6 +51,7 @@ class SisyCollector:
 
 
 def _gauge(name, documentation, value=None, labels=None):
+    from prometheus_client.core import GaugeMetricFamily
     return GaugeMetricFamily(name, documentation, value=value, labels=labels)
 
 
@@ -184,6 +186,7 @@ def _ready(scheduled, not_before, created, attempt):
 
 
 def _summary(name, documentation, values):
+    from prometheus_client.core import SummaryMetricFamily
     family = SummaryMetricFamily(name, documentation, count_value=len(values),
                                  sum_value=math.fsum(values))
     ordered = sorted(values)
@@ -221,6 +224,9 @@ def metrics(request):
         return HttpResponseForbidden(
             "Sisy's metrics need a staff login or the header 'Authorization: Bearer "
             "<SISY_METRICS_TOKEN>'.\n", content_type='text/plain; charset=utf-8')
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import choose_encoder
+
     registry = CollectorRegistry(auto_describe=False)  # so registering does not collect
     registry.register(SisyCollector())
     encode, content_type = choose_encoder(request.META.get('HTTP_ACCEPT', ''))

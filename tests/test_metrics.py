@@ -2,6 +2,9 @@
 
 import datetime as dt
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth.models import User
@@ -241,3 +244,26 @@ def test_bad_metrics_settings_are_reported(name, value):
 def test_good_metrics_settings_pass_the_checks():
     with override_settings(SISY_METRICS_TOKEN=TOKEN, SISY_METRICS_TASK_LIMIT=0):
         assert checks.check_settings() == []
+
+
+# A fresh interpreter: what loading a URLconf that includes sisy.urls imports.
+LOAD_URLS = """
+import sys
+from django.conf import settings
+settings.configure(INSTALLED_APPS=['django.contrib.contenttypes', 'django.contrib.auth',
+                                   'channels', 'sisy.apps.SisyConfig'], USE_TZ=True)
+import django
+django.setup()
+import sisy.urls
+print('prometheus_client' in sys.modules)
+"""
+
+
+def test_loading_the_urls_leaves_prometheus_client_to_the_first_scrape():
+    # Every process's system checks load the URLconf; only a scrape needs the client.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, '-c', LOAD_URLS], cwd=root,
+                            env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'False'

@@ -4,6 +4,7 @@ A bare site: Sisy and Channels only, no demo tasks. The benchmark sets
 SISY_BENCH_STACK (``postgresql-redis`` or ``sqlite-ipc``), SISY_BENCH_DATABASE
 (a PostgreSQL database name or an SQLite file) and SISY_BENCH_PREFIX (the
 channel layer's prefix), so a run never sees another's rows or messages.
+SISY_BENCH_URLCONF, if set, names the URLconf (``bench_urls`` includes sisy.urls).
 The database and layer settings are the demo's: CONN_MAX_AGE on PostgreSQL,
 WAL and a 30 s busy timeout on SQLite, each layer's default capacity.
 """
@@ -19,7 +20,7 @@ USE_TZ = True
 TIME_ZONE = 'UTC'
 INSTALLED_APPS = ['django.contrib.contenttypes', 'django.contrib.auth', 'channels',
                   'sisy.apps.SisyConfig']
-ROOT_URLCONF = 'bench_settings'
+ROOT_URLCONF = os.environ.get('SISY_BENCH_URLCONF', 'bench_settings')
 urlpatterns = []
 
 STACK = os.environ['SISY_BENCH_STACK']

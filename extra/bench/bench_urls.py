@@ -1,0 +1,5 @@
+"""A URLconf that includes sisy.urls, as docs/installation.rst recommends (memory.py --urls)."""
+
+from django.urls import include, path
+
+urlpatterns = [path('sisy/', include('sisy.urls'))]
