@@ -91,6 +91,7 @@ class Site:
         self.prefix = ('sisy-bench-%s:' % self.tag if stack == 'postgresql-redis'
                        else 'sisy-bench-%s' % self.tag)
         self.exec_log = os.path.join(self.folder, 'exec')
+        self.python = PYTHON  # the interpreter of the processes started (not of manage())
         self.env = dict(
             os.environ, PYTHONPATH=os.pathsep.join([HERE, ROOT, DEMO]), PYTHONUNBUFFERED='1',
             DJANGO_SETTINGS_MODULE='bench_settings', SISY_BENCH_STACK=stack,
@@ -118,7 +119,7 @@ class Site:
 
     def start(self, name, args, ready, profile=None):
         """Start `manage.py <args>`; with `profile`, under cProfile writing to that file."""
-        python = [PYTHON] + (['-m', 'cProfile', '-o', profile] if profile else [])
+        python = [self.python] + (['-m', 'cProfile', '-o', profile] if profile else [])
         process = Process(name, python + ['-m', 'django'] + args, self.env, self.folder)
         self.processes.append(process)
         wait_until(lambda: ready in process.log() or not process.alive(), 60,

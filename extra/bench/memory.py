@@ -5,6 +5,7 @@ on 127.0.0.1:5432 and Redis on 127.0.0.1:6379):
 
     .venv/bin/python extra/bench/memory.py                # 5 starts per stack
     .venv/bin/python extra/bench/memory.py --urls         # the site includes sisy.urls
+    .venv/bin/python extra/bench/memory.py --site-venv    # as a deployed site installs Sisy
 
 Per start, on a fresh copy of a migrated database: one ``runworker`` on Sisy's
 channels (the other benchmarks' command line) and one ``sisy_heartbeat`` with
@@ -15,7 +16,11 @@ shared memory at the end.
 
 The figure depends on the Python environment as much as on Sisy: the
 processes run under this script's interpreter, so run it with the Python of
-the environment you want to measure. It prints what in that environment
+the environment you want to measure, or give --site-venv. That makes a
+throw-away virtualenv per stack holding only what a site on it installs
+(``pip install .[redis,postgresql]`` or ``.[ipc]``, at the versions of
+requirements/primary.txt) and starts the measured processes from it; the
+development virtualenv also holds Sphinx, tox and the other stack's layer. It prints what in that environment
 changes the figure (see docs/deployment.rst, "Memory"), and writes the
 bytecode caches of the project's own modules first, as a deployed site has
 them (with PYTHONDONTWRITEBYTECODE set, every start would compile them again).
@@ -27,6 +32,7 @@ import importlib.util
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +56,10 @@ def parse_args():
     parser.add_argument('--urls', action='store_true',
                         help="include sisy.urls in the site's URLconf (the system checks "
                              "of both processes then load it)")
+    parser.add_argument('--site-venv', action='store_true',
+                        help='start the measured processes from a throw-away virtualenv per '
+                             'stack holding only what a site on that stack installs (pip '
+                             'must reach its package index)')
     args = parser.parse_args()
     args.stacks = [name.strip() for name in args.stacks.split(',') if name.strip()]
     unknown = set(args.stacks) - set(benchsite.STACKS)
@@ -58,21 +68,43 @@ def parse_args():
     return args
 
 
-def environment():
-    """One line on what in this Python environment moves the figure."""
-    try:
-        from importlib.metadata import version
-        setuptools = version('setuptools')
-    except Exception:  # no setuptools, or no metadata for it
-        setuptools = None
-    # setuptools 60+ answers `import distutils` (Django 2.2 does it) with its own copy,
-    # which imports all of setuptools, unless SETUPTOOLS_USE_DISTUTILS=stdlib.
-    shim = (setuptools is not None and int(setuptools.split('.')[0]) >= 60
-            and os.environ.get('SETUPTOOLS_USE_DISTUTILS', 'local') == 'local')
-    installed = [name for name in OPTIONAL if importlib.util.find_spec(name) is not None]
-    return '%s; setuptools %s, distutils from %s; installed: %s' % (
-        sys.executable, setuptools or 'absent', 'setuptools' if shim else 'the standard library',
-        ', '.join(installed) or 'none of ' + ', '.join(OPTIONAL))
+# Run by the measured interpreter: one line on what in its environment moves the figure.
+# setuptools 60+ answers `import distutils` (Django 2.2 does it) with its own copy,
+# which imports all of setuptools, unless SETUPTOOLS_USE_DISTUTILS=stdlib.
+DESCRIBE = """
+import importlib.util, os, sys
+try:
+    from importlib.metadata import version
+    setuptools = version('setuptools')
+except Exception:  # no setuptools, or no metadata for it (Python 3.6, 3.7)
+    setuptools = None
+shim = (setuptools is not None and int(setuptools.split('.')[0]) >= 60
+        and os.environ.get('SETUPTOOLS_USE_DISTUTILS', 'local') == 'local')
+installed = [name for name in %r if importlib.util.find_spec(name) is not None]
+print('%%s; setuptools %%s, distutils from %%s; installed: %%s' %% (
+    sys.executable, setuptools or 'absent', 'setuptools' if shim else 'the standard library',
+    ', '.join(installed) or 'none of ' + ', '.join(%r)))
+""" % (OPTIONAL, OPTIONAL)
+
+
+def environment(python=sys.executable):
+    """One line on what in `python`'s environment moves the figure."""
+    return subprocess.run([python, '-c', DESCRIBE], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.strip()
+
+
+EXTRAS = {'postgresql-redis': 'redis,postgresql', 'sqlite-ipc': 'ipc'}
+
+
+def site_python(stack, folder):
+    """The Python of a new virtualenv holding Sisy as a site on `stack` installs it."""
+    venv = os.path.join(folder, 'venv-%s' % stack)
+    subprocess.run([sys.executable, '-m', 'venv', venv], check=True)
+    python = os.path.join(venv, 'bin', 'python')
+    subprocess.run([python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check',
+                    '-c', os.path.join(benchsite.ROOT, 'requirements', 'primary.txt'),
+                    '%s[%s]' % (benchsite.ROOT, EXTRAS[stack])], check=True)
+    return python
 
 
 def write_bytecode():
@@ -80,9 +112,10 @@ def write_bytecode():
         compileall.compile_dir(os.path.join(benchsite.ROOT, folder), quiet=2)
 
 
-def one_start(stack, template, folder, settle, urls):
+def one_start(stack, template, folder, settle, urls, python):
     """{'heartbeat': (rss, peak), 'worker': (rss, peak)} in KiB, for one fresh site."""
     site = benchsite.Site(stack, template, folder)
+    site.python = python
     if urls:
         site.env['SISY_BENCH_URLCONF'] = 'bench_urls'
     try:
@@ -116,11 +149,14 @@ def main():
     medians = []
     try:
         for stack in args.stacks:
+            python = site_python(stack, folder) if args.site_venv else sys.executable
+            if args.site_venv:
+                print('%s: %s' % (stack, environment(python)), flush=True)
             template = benchsite.Template(stack, folder)
             try:
                 readings = []
                 for number in range(args.starts):
-                    reading = one_start(stack, template, folder, args.settle, args.urls)
+                    reading = one_start(stack, template, folder, args.settle, args.urls, python)
                     readings.append(reading)
                     print('%s start %d: %s' % (stack, number + 1, ', '.join(
                         '%s %s MiB (peak %s)' % (name, mib(rss), mib(peak))
