@@ -221,7 +221,6 @@ class RunBatch:
         self.size = 1                     # how many runs the next take asks for, at most
         self.current = None               # the RunWatch of the run under way
         self.endings = []                 # ended, not recorded yet
-        self.ended_since = None           # monotonic time of the oldest unrecorded ending
         self.in_main_thread = threading.current_thread() is threading.main_thread()
         self.thread_id = threading.get_ident()
         self.saved_handler = None
@@ -263,13 +262,14 @@ class RunBatch:
         if run_id is not None or RunBatch.pace is None:
             size = 1
         else:
-            size = min(self.size, MAX_BATCH, max(1, int(BATCH_SECONDS / max(RunBatch.pace, 1e-6))))
+            in_budget = int(BATCH_SECONDS / max(RunBatch.pace, 1e-6))
+            size = max(1, min(self.size, MAX_BATCH, in_budget))
         with self.lock:
             endings = self.endings
             with transaction.atomic():
                 ours = lifecycle.finish_batch(endings)
                 runs = lifecycle.take_batch(timezone.now(), self.lease, size, run_id)
-            self.endings, self.ended_since = [], None
+            self.endings = []
             self.queue.extend(runs)
             if runs:
                 self._held(time.monotonic())
@@ -286,15 +286,13 @@ class RunBatch:
         """Note how a run ended; it is recorded with the next take or flush."""
         with self.lock:
             self.endings.append(ending)
-            if self.ended_since is None:
-                self.ended_since = time.monotonic()
 
     def flush(self):
         """Record the endings noted so far, in one transaction."""
         with self.lock:
             endings = self.endings
             ours = lifecycle.finish_batch(endings)
-            self.endings, self.ended_since = [], None
+            self.endings = []
         _recorded(endings, ours)
 
     def hand_over(self):
@@ -391,16 +389,17 @@ class RunBatch:
         if not held:
             return
         renewed = lifecycle.renew(held, timezone.now() + self.lease)
-        if len(renewed) == len(held):
+        if renewed:
             self.held_until = now + self.lease.total_seconds()
+        if len(renewed) == len(held):
             return
-        states = dict((pk, state) for pk, *state in TaskRun.objects.filter(
+        states = {pk: (status, stop) for pk, status, stop in TaskRun.objects.filter(
             pk__in=[pk for pk in held if pk not in renewed]).values_list(
-            'pk', 'status', 'stop_requested'))
+            'pk', 'status', 'stop_requested')}
         for run in list(self.queue):
             if run.pk in states:
                 self.queue.remove(run)  # lost, or asked to stop before it started
-                if states[run.pk] == [TaskRun.RUNNING, True]:
+                if states[run.pk] == (TaskRun.RUNNING, True):
                     self.record(Ending(run, TaskRun.STOPPED, 'An operator asked to stop it '
                                        'before it started.', None, timezone.now()))
         if watch is not None and watch.run.pk in states and watch.interruption is None:

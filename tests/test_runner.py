@@ -245,3 +245,24 @@ def reads_that_lock_nothing():
     finally:
         with connection.cursor() as cursor:
             cursor.execute('PRAGMA read_uncommitted = false')
+
+
+def test_a_run_stopped_before_it_started_is_recorded_stopped_and_never_called(soon, monkeypatch):
+    monkeypatch.setattr(runner.RunBatch, 'pace', 1e-4)
+    for label in ('first', 'second'):
+        task_with_callable(tasks.count_in_userdata, label=label).save()
+    Task.objects.update(next_run=soon)
+    first, second = dispatch.claim_due_tasks(soon)
+    with RunBatch(dt.timedelta(seconds=60), None) as batch:
+        batch.size = 2
+        assert batch.take() == 2
+        lifecycle.request_stop([second])
+        with batch.lock:
+            batch._renew(time.monotonic())  # what the watchdog does every few seconds
+        assert [run.pk for run in batch.queue] == [first]
+    # Leaving without executing: the run not started goes back to the table.
+    assert status_of(first) == 'pending'
+    stopped = TaskRun.objects.get(pk=second)
+    assert stopped.status == 'stopped' and 'before it started' in stopped.error
+    assert Task.objects.get(label='second').userdata == {}
+    assert not Task.objects.get(label='second').running
