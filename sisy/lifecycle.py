@@ -244,6 +244,10 @@ def finish_batch(endings, now=None):
     if not endings:
         return set()
     now = now or timezone.now()
+    first = {}
+    for ending in endings:  # one ending per run: the first noted wins
+        first.setdefault(ending.run.pk, ending)
+    endings = list(first.values())
     rows = [(ending.run.pk, ending.status, ending.error, ending.started_at, ending.finished_at,
              _seconds(ending)) for ending in endings]
     with transaction.atomic(savepoint=False):

@@ -7,9 +7,9 @@ calls their functions one after the other, and records their endings in the
 same transaction that takes the next batch.
 
 One watchdog thread per worker process looks after the runs each executing
-thread holds. It renews their leases; records endings that would otherwise
-wait behind a slow run; gives runs not yet started back to the queue when the
-run before them is slow; and interrupts a function when its timeout passes,
+thread holds. It renews their leases; records endings that waited more than
+FLUSH_AFTER; gives runs not started GIVE_BACK_AFTER after their take back to
+the table; and interrupts a function when its timeout passes,
 an operator asks to stop it, its lease was taken away (the worker had been
 paused), or the worker is told to shut down and the function does not end
 within the grace period. A function that ignores the interruption for
@@ -48,8 +48,8 @@ DRAIN_SECONDS = 1.0
 # A batch holds about this many seconds of expected work, and at most MAX_BATCH runs.
 BATCH_SECONDS = 0.05
 MAX_BATCH = 25
-# Behind a run slower than these, endings are recorded by the watchdog and
-# runs not yet started are given back for other workers to take.
+# Seconds after which the watchdog records endings still waiting for their
+# batch, and gives runs not started since their take back for other workers.
 FLUSH_AFTER = 0.25
 GIVE_BACK_AFTER = 1.0
 # EX_TEMPFAIL: the worker gave up on a hung function; restart it.
@@ -59,6 +59,7 @@ INTERRUPT_SIGNAL = signal.SIGUSR1
 WATCH_INTERVAL = 0.2  # seconds between the watchdog's rounds
 # Renewing the leases is also when the watchdog learns of an operator's stop.
 MAX_RENEWAL_INTERVAL = 5.0
+RENEWAL_RETRY = 0.5  # seconds before trying again after a renewal failed
 
 
 def checkpoint(name, run):
@@ -221,6 +222,9 @@ class RunBatch:
         self.size = 1                     # how many runs the next take asks for, at most
         self.current = None               # the RunWatch of the run under way
         self.endings = []                 # ended, not recorded yet
+        self.ended_since = None           # monotonic time of the oldest of them
+        self.taken_at = None              # monotonic time of the last take that got runs
+        self.unannounced = []             # (endings, ours) the watchdog recorded
         self.in_main_thread = threading.current_thread() is threading.main_thread()
         self.thread_id = threading.get_ident()
         self.saved_handler = None
@@ -235,11 +239,12 @@ class RunBatch:
     def __exit__(self, *exc_info):
         try:
             with self.lock:
-                self._give_back(list(self.queue), 'this worker stopped taking runs')
+                self._give_back('this worker stopped taking runs')
         except Error as failure:  # they stay ours until lost-run recovery sees the lease end
             log.warning('Could not give back runs not started: %s', _first_line(failure))
         try:
             self._flush_through_outage()
+            self._announce()
         finally:
             Watchdog.forget(self)
             if self.in_main_thread:
@@ -269,13 +274,15 @@ class RunBatch:
             with transaction.atomic():
                 ours = lifecycle.finish_batch(endings)
                 runs = lifecycle.take_batch(timezone.now(), self.lease, size, run_id)
-            self.endings = []
+            self.endings, self.ended_since = [], None
             self.queue.extend(runs)
             if runs:
-                self._held(time.monotonic())
+                self.taken_at = time.monotonic()
+                self._held(self.taken_at)
         if run_id is None:
             self.size = 2 * size if len(runs) == size else 1
         _recorded(endings, ours)
+        self._announce()
         return len(runs)
 
     def next_run(self):
@@ -286,20 +293,37 @@ class RunBatch:
         """Note how a run ended; it is recorded with the next take or flush."""
         with self.lock:
             self.endings.append(ending)
+            if self.ended_since is None:
+                self.ended_since = time.monotonic()
 
-    def flush(self):
-        """Record the endings noted so far, in one transaction."""
+    def flush(self, announce=True):
+        """Record the endings noted so far, in one transaction.
+
+        With announce=False (the watchdog), their signals are left for the
+        executing thread to send, so a slow receiver cannot hold up the watchdog.
+        """
         with self.lock:
             endings = self.endings
             ours = lifecycle.finish_batch(endings)
-            self.endings = []
+            self.endings, self.ended_since = [], None
+            if not announce:
+                self.unannounced.append((endings, ours))
+                return
         _recorded(endings, ours)
+
+    def _announce(self):
+        """Send the signals of endings the watchdog recorded (the executing thread's job)."""
+        with self.lock:
+            pending, self.unannounced = self.unannounced, []
+        for endings, ours in pending:
+            _recorded(endings, ours)
 
     def hand_over(self):
         """Give back the runs not started, record the endings, and ring for what waits."""
         with self.lock:
-            self._give_back(list(self.queue), 'this worker is stopping')
+            self._give_back('this worker is stopping')
             self.flush()
+        self._announce()
         dispatch.ring_doorbells(timezone.now(), 1)
 
     def _flush_through_outage(self):
@@ -358,24 +382,27 @@ class RunBatch:
         if not self.lock.acquire(blocking=False):
             return  # the thread is recording or taking: its own step does the work
         try:
-            slow_for = now - watch.started if watch is not None and watch.started else 0
-            if self.endings and slow_for > FLUSH_AFTER:
-                self.flush()
-            if self.queue and slow_for > GIVE_BACK_AFTER:
-                runs = list(self.queue)
-                self.queue.clear()
-                self._give_back(runs, 'run %s before them is slow' % watch.run.pk)
+            if self.endings and now - self.ended_since > FLUSH_AFTER:
+                self.flush(announce=False)
+            if self.queue and now - self.taken_at > GIVE_BACK_AFTER:
+                self._give_back('the runs before them in the batch are slow')
             if now >= self.next_renewal:
                 self._renew(now)
         finally:
             self.lock.release()
 
-    def _give_back(self, runs, why):
-        """Return runs not started to the queue and ring for them (call with the lock held)."""
+    def _give_back(self, why):
+        """Return the runs not started to the table and ring for them (with the lock held).
+
+        They leave the queue only once that is written: after a database error
+        they are still ours, and a later round tries again.
+        """
+        runs = list(self.queue)
         if not runs:
             return
-        self.queue.clear()
         given = lifecycle.give_back([run.pk for run in runs])
+        for run in runs:
+            self.queue.remove(run)  # given back, or no longer ours (lost, stopped)
         if given:
             log.info('Gave back %d run(s) for other workers to take: %s', len(given), why)
             dispatch.ring_doorbells(timezone.now(), min(len(given), dispatch.DOORBELLS))
@@ -385,10 +412,12 @@ class RunBatch:
         watch = self.current
         if watch is not None:
             held.append(watch.run.pk)
-        self.next_renewal = now + min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
         if not held:
+            self.next_renewal = now + min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
             return
+        self.next_renewal = now + RENEWAL_RETRY  # if this one fails
         renewed = lifecycle.renew(held, timezone.now() + self.lease)
+        self.next_renewal = now + min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
         if renewed:
             self.held_until = now + self.lease.total_seconds()
         if len(renewed) == len(held):
@@ -494,8 +523,8 @@ class RunWatch:
 
     def check(self, now):
         """The watchdog's look at the run: interrupt it, or give up on it, if due."""
-        if self.started is None:
-            return
+        if not self.inside:
+            return  # not called yet, or returned: nothing of the user's to interrupt
         if self.interruption is not None:
             if now - self.interrupted_at > GRACE_SECONDS:
                 self._give_up()
@@ -514,14 +543,15 @@ class RunWatch:
                 return
             self.interruption = RunInterrupted(outcome, reason)
             self.interrupted_at = time.monotonic()
-            inside = self.inside
+            # Delivered under the lock: once the function has left interruptible(),
+            # whose exit cancels anything undelivered under the same lock, nothing
+            # can land in Sisy's own code.
+            if self.inside:
+                if self.batch.in_main_thread:
+                    signal.pthread_kill(self.batch.thread_id, INTERRUPT_SIGNAL)
+                else:
+                    _set_async_exception(self.batch.thread_id, RunInterrupted)
         log.warning('Interrupting run %s of %r: %s', self.run.pk, self.run.task_label, reason)
-        if not inside:
-            return
-        if self.batch.in_main_thread:
-            signal.pthread_kill(self.batch.thread_id, INTERRUPT_SIGNAL)
-        else:
-            _set_async_exception(self.batch.thread_id, RunInterrupted)
 
     def _give_up(self):
         """The function ignored its interruption: record the runs, then end this process."""
@@ -531,9 +561,10 @@ class RunWatch:
                  % (interruption.reason, GRACE_SECONDS, os.getpid(), HUNG_EXIT_STATUS))
         log.critical('Run %s of %r: %s', self.run.pk, self.run.task_label, error)
         try:
-            self.batch.record(Ending(self.run, interruption.outcome, error, self.started_at,
-                                     timezone.now()))
-            self.batch.flush()
+            with self.batch.lock:
+                self.batch.record(Ending(self.run, interruption.outcome, error,
+                                         self.started_at, timezone.now()))
+                self.batch.flush()
         except Exception:
             log.exception('Could not record run %s before exiting', self.run.pk)
         logging.shutdown()

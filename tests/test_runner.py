@@ -266,3 +266,36 @@ def test_a_run_stopped_before_it_started_is_recorded_stopped_and_never_called(so
     assert stopped.status == 'stopped' and 'before it started' in stopped.error
     assert Task.objects.get(label='second').userdata == {}
     assert not Task.objects.get(label='second').running
+
+
+def test_runs_stay_held_when_giving_them_back_fails(soon, monkeypatch):
+    """A passing database error must not strand runs that are in no queue."""
+    monkeypatch.setattr(runner.RunBatch, 'pace', 1e-4)
+    for label in ('first', 'second'):
+        task_with_callable(tasks.count_in_userdata, label=label).save()
+    Task.objects.update(next_run=soon)
+    first, second = dispatch.claim_due_tasks(soon)
+    give_back = lifecycle.give_back
+
+    def failing_once(run_ids):
+        monkeypatch.setattr(lifecycle, 'give_back', give_back)
+        raise OperationalError('server closed the connection unexpectedly')
+
+    monkeypatch.setattr(lifecycle, 'give_back', failing_once)
+    with RunBatch(dt.timedelta(seconds=60), None) as batch:
+        batch.size = 2
+        assert batch.take() == 2
+        with batch.lock, pytest.raises(OperationalError):
+            batch._give_back('a test')
+        assert [run.pk for run in batch.queue] == [first, second]
+    assert [status_of(first), status_of(second)] == ['pending', 'pending']
+
+
+def test_a_timeout_is_not_enforced_once_the_function_has_returned():
+    """What follows the function is Sisy's own code: never interrupt it."""
+    run = running_run()
+    with RunBatch(dt.timedelta(seconds=60), None) as batch, batch.watch(run, 0.01) as watch:
+        with watch.interruptible():
+            pass
+        watch.check(time.monotonic() + 60)
+        assert watch.interruption is None
