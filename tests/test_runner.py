@@ -247,15 +247,22 @@ def reads_that_lock_nothing():
             cursor.execute('PRAGMA read_uncommitted = false')
 
 
-def test_a_run_stopped_before_it_started_is_recorded_stopped_and_never_called(soon, monkeypatch):
+@contextlib.contextmanager
+def holding_two_runs(soon, monkeypatch):
+    """A worker's batch that has taken two quick runs and started neither."""
     monkeypatch.setattr(runner.RunBatch, 'pace', 1e-4)
     for label in ('first', 'second'):
         task_with_callable(tasks.count_in_userdata, label=label).save()
     Task.objects.update(next_run=soon)
-    first, second = dispatch.claim_due_tasks(soon)
+    run_ids = dispatch.claim_due_tasks(soon)
     with RunBatch(dt.timedelta(seconds=60), None) as batch:
         batch.size = 2
         assert batch.take() == 2
+        yield batch, run_ids
+
+
+def test_a_run_stopped_before_it_started_is_recorded_stopped_and_never_called(soon, monkeypatch):
+    with holding_two_runs(soon, monkeypatch) as (batch, (first, second)):
         lifecycle.request_stop([second])
         with batch.lock:
             batch._renew(time.monotonic())  # what the watchdog does every few seconds
@@ -270,11 +277,6 @@ def test_a_run_stopped_before_it_started_is_recorded_stopped_and_never_called(so
 
 def test_runs_stay_held_when_giving_them_back_fails(soon, monkeypatch):
     """A passing database error must not strand runs that are in no queue."""
-    monkeypatch.setattr(runner.RunBatch, 'pace', 1e-4)
-    for label in ('first', 'second'):
-        task_with_callable(tasks.count_in_userdata, label=label).save()
-    Task.objects.update(next_run=soon)
-    first, second = dispatch.claim_due_tasks(soon)
     give_back = lifecycle.give_back
 
     def failing_once(run_ids):
@@ -282,9 +284,7 @@ def test_runs_stay_held_when_giving_them_back_fails(soon, monkeypatch):
         raise OperationalError('server closed the connection unexpectedly')
 
     monkeypatch.setattr(lifecycle, 'give_back', failing_once)
-    with RunBatch(dt.timedelta(seconds=60), None) as batch:
-        batch.size = 2
-        assert batch.take() == 2
+    with holding_two_runs(soon, monkeypatch) as (batch, (first, second)):
         with batch.lock, pytest.raises(OperationalError):
             batch._give_back('a test')
         assert [run.pk for run in batch.queue] == [first, second]
