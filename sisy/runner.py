@@ -3,8 +3,8 @@
 A worker takes pending runs in batches: one at a time while few are waiting,
 up to MAX_BATCH while a backlog lasts, but never more than it expects to
 finish in about BATCH_SECONDS (judged by how long its recent runs took). It
-calls their functions one after the other, and records their endings in the
-same transaction that takes the next batch.
+calls their functions one after the other, and records their endings in one
+commit before it takes the next batch.
 
 One watchdog thread per worker process looks after the runs each executing
 thread holds. It renews their leases; records endings that waited more than
@@ -30,7 +30,7 @@ import time
 import traceback
 
 from channels.message import Message
-from django.db import DatabaseError, Error, connection, transaction
+from django.db import DatabaseError, Error, connection
 from django.utils import timezone
 
 from sisy import dispatch, lifecycle, signals
@@ -257,32 +257,29 @@ class RunBatch:
     # -- the executing thread's side --------------------------------------------------
 
     def take(self, run_id=None):
-        """Record the endings so far and take more runs, in one transaction; return how many.
+        """Record the endings so far, then take more runs; return how many were taken.
 
         Takes run `run_id` alone if given. Otherwise one run at first, and twice
         as many after each take that came back full (a backlog is waiting), as
         far as the recent pace and MAX_BATCH allow; back to one after a take
-        that came back short.
+        that came back short. The endings get their own commit first, so a
+        worker that dies once they are recorded holds no run it never started.
         """
         if run_id is not None or RunBatch.pace is None:
             size = 1
         else:
             in_budget = int(BATCH_SECONDS / max(RunBatch.pace, 1e-6))
             size = max(1, min(self.size, MAX_BATCH, in_budget))
+        self.flush()
+        self._announce()
         with self.lock:
-            endings = self.endings
-            with transaction.atomic():
-                ours = lifecycle.finish_batch(endings)
-                runs = lifecycle.take_batch(timezone.now(), self.lease, size, run_id)
-            self.endings, self.ended_since = [], None
+            runs = lifecycle.take_batch(timezone.now(), self.lease, size, run_id)
             self.queue.extend(runs)
             if runs:
                 self.taken_at = time.monotonic()
                 self._held(self.taken_at)
         if run_id is None:
             self.size = 2 * size if len(runs) == size else 1
-        _recorded(endings, ours)
-        self._announce()
         return len(runs)
 
     def next_run(self):

@@ -247,6 +247,24 @@ def reads_that_lock_nothing():
             cursor.execute('PRAGMA read_uncommitted = false')
 
 
+def test_a_worker_holds_no_run_it_has_not_started_once_its_runs_are_recorded(soon, monkeypatch):
+    """A worker killed just after recording its runs leaves no other run to be recorded lost."""
+    held_when_recorded = []
+
+    def checkpoint(point, run):  # where a fault test kills the worker
+        if point == 'recorded':
+            held_when_recorded.append((run.task_label, sorted(TaskRun.objects.filter(
+                status=TaskRun.RUNNING).values_list('task_label', flat=True))))
+
+    monkeypatch.setattr(runner, 'checkpoint', checkpoint)
+    for label in ('first', 'second', 'third'):
+        task_with_callable(tasks.count_in_userdata, label=label).save()
+    Task.objects.update(next_run=soon)
+    first, _, _ = dispatch.claim_due_tasks(soon)
+    assert execute_run(first, None) == ['ok'] * 3
+    assert held_when_recorded == [('first', []), ('second', []), ('third', [])]
+
+
 @contextlib.contextmanager
 def holding_two_runs(soon, monkeypatch):
     """A worker's batch that has taken two quick runs and started neither."""
