@@ -5,10 +5,12 @@ Taking a run reads it with its task in the same statement: on PostgreSQL with
 SQLite (where writers take turns anyway) with `UPDATE ... RETURNING` and the
 task as a JSON array.
 Claiming a batch of due tasks is one conditional `UPDATE ... FROM (VALUES ...)`
-on both. Other backends take the portable ORM path, one row at a time.
+on both. Other backends, and SQLite before 3.35, take the portable ORM path,
+one row at a time.
 """
 
 import json
+import sqlite3
 
 import django
 from django.db import connection
@@ -21,10 +23,15 @@ RUN_COLUMNS = [field.column for field in TaskRun._meta.concrete_fields]
 TASK_COLUMNS = [field.column for field in Task._meta.concrete_fields]
 RUN_NAMES = [field.attname for field in TaskRun._meta.concrete_fields]
 TASK_NAMES = [field.attname for field in Task._meta.concrete_fields]
+# The first SQLite with UPDATE ... RETURNING (2021); older ones take the ORM path.
+SQLITE_RETURNING = (3, 35, 0)
 
 
 def fast_sql():
-    return connection.vendor in ('postgresql', 'sqlite')
+    """Whether the database takes these statements; if not, the lifecycle uses the ORM."""
+    if connection.vendor == 'sqlite':
+        return sqlite3.sqlite_version_info >= SQLITE_RETURNING
+    return connection.vendor == 'postgresql'
 
 
 def _datetime(value):

@@ -5,7 +5,7 @@ from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 from channels.message import Message
 from django.utils import timezone
 
-from sisy import dispatch
+from sisy import dispatch, queries
 
 
 class Worker:
@@ -47,3 +47,12 @@ def worker():
 def soon():
     """A whole minute a little in the future: a safe time for test ticks."""
     return (timezone.now() + dt.timedelta(minutes=2)).replace(second=0, microsecond=0)
+
+
+@pytest.fixture(params=['statements', 'portable'])
+def sql_path(request, monkeypatch):
+    """Each way the lifecycle writes: Sisy's own statements, or the ORM other databases get."""
+    if request.param == 'portable':
+        monkeypatch.setattr(queries, 'fast_sql', lambda: False)
+    return request.param
+

@@ -11,7 +11,7 @@ from sisy.models import Task, TaskRun, task_with_callable
 from tests.testapp import tasks
 from tests.testapp.models import Call
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures('sql_path')]
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from sisy.models import Task, TaskRun, task_with_callable
 from tests.testapp import tasks
 from tests.testapp.models import Call
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures('sql_path')]
 
 MINUTE = dt.timedelta(minutes=1)
 

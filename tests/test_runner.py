@@ -15,7 +15,7 @@ from sisy.models import Task, TaskRun, task_with_callable
 from sisy.runner import RunBatch, execute_run, lease_length
 from tests.testapp import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures('sql_path')]
 
 SHORT_LEASE = dt.timedelta(seconds=0.6)
 

@@ -8,9 +8,10 @@ import contextlib
 
 import pytest
 from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper
 from django.test.utils import CaptureQueriesContext
 
-from sisy import dispatch, runner
+from sisy import dispatch, queries, runner
 from sisy.models import Task, task_with_callable
 from tests.testapp import tasks
 
@@ -27,13 +28,14 @@ def statements(captured):
 
 @contextlib.contextmanager
 def counting_commits():
-    """Count the transactions that commit: atomic blocks, and statements run in autocommit."""
+    """Count the transactions that commit: atomic blocks, and writes made in autocommit."""
     count = [0]
 
-    def on_execute(execute, sql, params, many, context):
-        if not (connection.in_atomic_block or sql.startswith(CONTROL + ('SELECT',))):
-            count[0] += 1  # a write outside a transaction commits on its own
-        return execute(sql, params, many, context)
+    class NotingCursor(CursorDebugWrapper):
+        def execute(self, sql, params=None):
+            if not (connection.in_atomic_block or sql.startswith(CONTROL + ('SELECT',))):
+                count[0] += 1  # a write outside a transaction commits on its own
+            return super().execute(sql, params)
 
     real_commit = connection.commit
 
@@ -42,11 +44,13 @@ def counting_commits():
         real_commit()
 
     connection.commit = commit
+    connection.make_debug_cursor = lambda cursor: NotingCursor(cursor, connection)
+    forced, connection.force_debug_cursor = connection.force_debug_cursor, True
     try:
-        with connection.execute_wrapper(on_execute):
-            yield count
+        yield count
     finally:
-        del connection.commit
+        del connection.commit, connection.make_debug_cursor
+        connection.force_debug_cursor = forced
 
 
 def due_tasks(kind, count, when):
@@ -92,3 +96,11 @@ def test_a_claimed_batch_costs_three_statements_whatever_its_size(size, soon):
     # Per batch: read the due tasks, claim them and create their runs (one statement on
     # PostgreSQL, two on SQLite); a last, empty read ends the loop when a batch was full.
     assert len(statements(captured)) <= 3 * batches + 1, statements(captured)
+
+
+def test_an_sqlite_without_returning_gets_the_portable_path(monkeypatch):
+    """Before 3.35 SQLite has no UPDATE ... RETURNING: the ORM does the lifecycle's writes."""
+    monkeypatch.setattr(queries.sqlite3, 'sqlite_version_info', (3, 34, 1))
+    assert queries.fast_sql() is (connection.vendor == 'postgresql')
+    monkeypatch.setattr(queries.sqlite3, 'sqlite_version_info', queries.SQLITE_RETURNING)
+    assert queries.fast_sql() is True
