@@ -293,6 +293,19 @@ def test_a_run_stopped_before_it_started_is_recorded_stopped_and_never_called(so
     assert not Task.objects.get(label='second').running
 
 
+def test_a_stop_asked_for_a_run_that_was_then_given_back_is_kept(soon, monkeypatch):
+    """The worker that takes it next records it stopped rather than starting it."""
+    with holding_two_runs(soon, monkeypatch) as (batch, (first, second)):
+        lifecycle.request_stop([second])
+    # Left without executing or renewing: both runs went back to the table.
+    assert [status_of(first), status_of(second)] == ['pending', 'pending']
+    assert execute_run(second, None) == ['stopped', 'ok']  # then 'first', from the table
+    stopped = TaskRun.objects.get(pk=second)
+    assert stopped.status == 'stopped' and 'before it started' in stopped.error
+    assert Task.objects.get(label='second').userdata == {}
+    assert Task.objects.get(label='first').userdata == {'count': 1}
+
+
 def test_runs_stay_held_when_giving_them_back_fails(soon, monkeypatch):
     """A passing database error must not strand runs that are in no queue."""
     give_back = lifecycle.give_back
