@@ -60,7 +60,6 @@ WATCH_INTERVAL = 0.2  # seconds between the watchdog's rounds
 # Renewing the leases is also when the watchdog learns of an operator's stop.
 MAX_RENEWAL_INTERVAL = 5.0
 RENEWAL_RETRY = 0.5  # seconds before trying again after a renewal failed
-STOPPED_BEFORE_START = 'An operator asked to stop it before it started.'
 
 
 def checkpoint(name, run):
@@ -154,8 +153,7 @@ def _execute(run, batch):
                             run.started_at, timezone.now()))
         return TaskRun.SKIPPED
     if run.stop_requested:  # asked while a worker that then gave the run back held it
-        batch.record(Ending(run, TaskRun.STOPPED, STOPPED_BEFORE_START, run.started_at,
-                            timezone.now()))
+        batch.record(_stopped_before_start(run))
         return TaskRun.STOPPED
     started_at = timezone.now()
     try:
@@ -431,8 +429,7 @@ class RunBatch:
             if run.pk in states:
                 self.queue.remove(run)  # lost, or asked to stop before it started
                 if states[run.pk] == (TaskRun.RUNNING, True):
-                    self.record(Ending(run, TaskRun.STOPPED, STOPPED_BEFORE_START, None,
-                                       timezone.now()))
+                    self.record(_stopped_before_start(run))
         if watch is not None and watch.run.pk in states and watch.interruption is None:
             status, stop = states[watch.run.pk]
             if (status, stop) == (TaskRun.RUNNING, True):
@@ -440,6 +437,12 @@ class RunBatch:
             elif status != TaskRun.RUNNING:
                 watch.interrupt(TaskRun.LOST, 'its lease had run out and the run was recorded '
                                               '%s (was the worker paused?)' % status)
+
+
+def _stopped_before_start(run):
+    """The ending of a run an operator stopped while it waited in a batch: never called."""
+    return Ending(run, TaskRun.STOPPED, 'An operator asked to stop it before it started.',
+                  None, timezone.now())
 
 
 def _recorded(endings, ours):

@@ -302,6 +302,7 @@ def test_a_stop_asked_for_a_run_that_was_then_given_back_is_kept(soon, monkeypat
     assert execute_run(second, None) == ['stopped', 'ok']  # then 'first', from the table
     stopped = TaskRun.objects.get(pk=second)
     assert stopped.status == 'stopped' and 'before it started' in stopped.error
+    assert stopped.started_at is None  # as when the first worker had recorded it
     assert Task.objects.get(label='second').userdata == {}
     assert Task.objects.get(label='first').userdata == {'count': 1}
 
