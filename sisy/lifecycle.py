@@ -22,6 +22,7 @@ from django.db.models import Exists, F, Q
 from django.utils import timezone
 
 from sisy import ledger, queries, signals
+from sisy.errors import first_line, is_outage, storable_text
 from sisy.models import Task, TaskRun
 from sisy.schedule import InvalidSchedule
 
@@ -99,24 +100,44 @@ def lose_expired(now):
 
     `now` is the caller's own clock, never a tick's time: a tick from a host
     whose clock runs ahead must not take live runs away from their workers.
+    Each run is its own transaction; one whose follow-up cannot be written is
+    recorded lost without it, so no run stops the tick (see finish_batch).
     """
     expired = (TaskRun.objects.filter(status=TaskRun.RUNNING, lease_until__lt=now)
                .select_related('task'))
     lost = 0
     for run in expired:
         error = 'The worker (%s pid %s) stopped renewing its lease.' % (run.host or '?', run.pid)
-        with transaction.atomic():
-            if not TaskRun.objects.filter(pk=run.pk, status=TaskRun.RUNNING,
-                                          lease_until__lt=now).update(
-                    status=TaskRun.LOST, lease_until=None, error=error):
-                continue
-            _follow_up([Ending(run, TaskRun.LOST, error, run.started_at, now)], now)
+        try:
+            recorded = _lose(run, now, error)
+        except Exception as failure:
+            if is_outage(failure):
+                raise
+            log.error('Could not record what follows lost run %s of %r; recording it alone',
+                      run.pk, run.task_label, exc_info=failure)
+            error += ('\nSisy could not record what follows this run (%s: %s), so no retry '
+                      'was made.' % (type(failure).__name__, first_line(failure)))
+            recorded = _lose(run, now, storable_text(error), follow_up=False)
+        if not recorded:
+            continue
         lost += 1
         log.warning('Run %s of %r on %s pid %s was lost (its worker stopped)', run.pk,
                     run.task_label, run.host, run.pid)
         run.status, run.lease_until, run.error = TaskRun.LOST, None, error
         signals.send_run_finished(run.task, run)
     return lost
+
+
+def _lose(run, now, error, follow_up=True):
+    """Record one expired run lost, if it still is running; True if this call recorded it."""
+    with transaction.atomic():
+        if not TaskRun.objects.filter(pk=run.pk, status=TaskRun.RUNNING,
+                                      lease_until__lt=now).update(
+                status=TaskRun.LOST, lease_until=None, error=error):
+            return False
+        if follow_up:
+            _follow_up([Ending(run, TaskRun.LOST, error, run.started_at, now)], now)
+    return True
 
 
 def repair_stuck_tasks():
@@ -240,6 +261,12 @@ def finish_batch(endings, now=None):
     then hold what was recorded. A run no longer ours gets the truth added to
     its record (a late finish), and its task, which another run may hold by
     now, is left alone.
+
+    If that transaction fails for a reason that would not pass (a value the
+    database refuses, a task deleted meanwhile), each run is recorded in a
+    transaction of its own, so one run's trouble never costs the others their
+    endings; a run whose follow-up still fails is recorded without it, the
+    reason added to its error. Only an outage is raised, for the caller to retry.
     """
     if not endings:
         return set()
@@ -247,10 +274,43 @@ def finish_batch(endings, now=None):
     first = {}
     for ending in endings:  # one ending per run: the first noted wins
         first.setdefault(ending.run.pk, ending)
-    endings = list(first.values())
+    endings = [ending._replace(error=storable_text(ending.error or ''))
+               for ending in first.values()]
+    try:
+        return _record_endings(endings, now)
+    except Exception as failure:
+        if is_outage(failure):
+            raise
+        if len(endings) == 1:
+            return _record_without_follow_up(endings[0], now, failure)
+        log.warning('Recording %d run endings together failed (%s); recording each alone',
+                    len(endings), first_line(failure))
+    ours = set()
+    for ending in endings:
+        try:
+            ours |= _record_endings([ending], now)
+        except Exception as failure:
+            if is_outage(failure):
+                raise
+            ours |= _record_without_follow_up(ending, now, failure)
+    return ours
+
+
+def _record_without_follow_up(ending, now, failure):
+    """Record a run's ending alone when what follows it cannot be written; say why in it."""
+    log.error('Could not record what follows run %s of %r; recording its ending alone',
+              ending.run.pk, ending.run.task_label, exc_info=failure)
+    note = ('Sisy could not record what follows this run (%s: %s), so no retry was made '
+            'and its task was not updated.' % (type(failure).__name__, first_line(failure)))
+    error = '\n'.join(part for part in (ending.error, storable_text(note)) if part)
+    return _record_endings([ending._replace(error=error)], now, follow_up=False)
+
+
+def _record_endings(endings, now, follow_up=True):
+    """Write the endings (and, with `follow_up`, what follows them) in one transaction."""
     rows = [(ending.run.pk, ending.status, ending.error, ending.started_at, ending.finished_at,
              _seconds(ending)) for ending in endings]
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():  # a savepoint only inside a caller's transaction
         if queries.fast_sql():
             ours = queries.finish_runs(rows)
         else:
@@ -258,7 +318,8 @@ def finish_batch(endings, now=None):
                     if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING).update(
                         status=status, error=error, started_at=started, finished_at=finished,
                         duration=duration, lease_until=None)}
-        _follow_up([ending for ending in endings if ending.run.pk in ours], now)
+        if follow_up:
+            _follow_up([ending for ending in endings if ending.run.pk in ours], now)
     for ending, (_, status, error, started, finished, duration) in zip(endings, rows):
         if ending.run.pk in ours:
             ending.run.status, ending.run.error, ending.run.started_at = status, error, started
@@ -281,6 +342,7 @@ def disable(task_id, reason, label=None):
     Sends `sisy.signals.task_disabled` if the task was enabled until now.
     `label` is the task's, for the signal (read from the table if not given).
     """
+    reason = storable_text(reason)
     log.error('Disabling task %s: %s', task_id, reason)
     if not Task.objects.filter(pk=task_id, enabled=True).update(enabled=False,
                                                                 disabled_reason=reason):
@@ -317,6 +379,10 @@ def _follow_up(endings, now):
             continue
         counts = ending.status != TaskRun.SKIPPED
         delay = retry_delay(task, run, ending.status)
+        if delay is not None and not Task.objects.filter(pk=task.pk).exists():
+            log.info('Run %s of %r ended %s; no retry: its task was deleted meanwhile',
+                     run.pk, run.task_label, ending.status)
+            continue
         if delay is not None:
             retry = TaskRun.objects.create(
                 task_id=task.pk, task_label=run.task_label, scheduled_for=run.scheduled_for,

@@ -169,3 +169,75 @@ def test_a_finished_task_stays_finished_after_a_timing_edit(soon):
     task.refresh_from_db()
     assert task.next_run is None and task.finished_at is not None
     assert dispatch.claim_due_tasks(soon + 10 * MINUTE) == []
+
+
+def test_a_follow_up_that_cannot_be_computed_costs_no_other_run_and_no_tick(worker, soon):
+    # A retry delay too big to add to a date (rows saved before Sisy bounded it).
+    bad = make('bad-delay', function=tasks.explode, schedule='* * * * *', retries=1)
+    good = make('good', schedule='* * * * *')
+    Task.objects.filter(pk=bad.pk).update(next_run=soon, retry_delay=1e12)
+    Task.objects.filter(pk=good.pk).update(next_run=soon)
+    worker.tick(soon)
+    [failed] = TaskRun.objects.filter(task_label='bad-delay')
+    assert failed.status == 'error' and 'boom from a test task' in failed.error
+    assert 'could not record what follows this run' in failed.error
+    assert 'OverflowError' in failed.error
+    assert statuses('good') == [(1, 'ok')]
+    worker.tick(soon + MINUTE)   # the task was left marked running: the tick repairs it
+    assert statuses('good') == [(1, 'ok'), (1, 'ok')]
+    assert statuses('bad-delay') == [(1, 'error'), (1, 'error')]
+
+
+def test_a_lost_run_whose_follow_up_fails_does_not_stop_the_tick(worker, soon):
+    bad = make('bad-delay', schedule='* * * * *', retries=1)
+    Task.objects.filter(pk=bad.pk).update(next_run=soon, retry_delay=1e12)
+    die_while_running(worker, soon)
+    other = make('other', schedule='* * * * *')
+    Task.objects.filter(pk=other.pk).update(next_run=soon + 2 * MINUTE)
+    worker.tick(soon + 2 * MINUTE)
+    [lost] = TaskRun.objects.filter(task_label='bad-delay', status='lost')
+    assert 'stopped renewing its lease' in lost.error and 'OverflowError' in lost.error
+    assert statuses('other') == [(1, 'ok')], 'the tick went on claiming after the lost run'
+
+
+def test_a_run_whose_task_was_deleted_meanwhile_keeps_its_error_and_gets_no_retry(worker):
+    make('deleted', function=tasks.delete_own_task_then_explode, wait_for_schedule=False,
+         retries=2, retry_delay=1, iterations=1)
+    worker.tick(timezone.now())
+    [run] = TaskRun.objects.filter(task_label='deleted')
+    assert run.status == 'error', 'recorded as it ended, not lost'
+    assert 'failed after the task was deleted' in run.error
+    assert run.task_id is None and not Task.objects.filter(label='deleted').exists()
+
+
+def test_an_error_text_the_database_cannot_store_is_escaped_and_costs_no_neighbour(worker):
+    make('undecodable', function=tasks.explode_with_undecodable_text, wait_for_schedule=False,
+         iterations=1)
+    make('neighbour', wait_for_schedule=False, iterations=1)
+    worker.tick(timezone.now())
+    run = TaskRun.objects.get(task_label='undecodable')
+    assert run.status == 'error'
+    assert 'cannot parse report-\\xff.csv ()' in run.error, run.error
+    assert statuses('neighbour') == [(1, 'ok')]
+    assert Call.objects.filter(label='neighbour').count() == 1
+
+
+def test_one_ending_that_cannot_be_recorded_costs_the_batch_nothing(soon, monkeypatch):
+    good = make('good', schedule='* * * * *', allow_overlap=True)
+    bad = make('bad', schedule='* * * * *', allow_overlap=True)
+    Task.objects.filter(pk__in=[good.pk, bad.pk]).update(next_run=soon)
+    dispatch.claim_due_tasks(soon)
+    runs = lifecycle.take_batch(soon, MINUTE, 5)
+    real_follow_up = lifecycle._follow_up
+
+    def follow_up(endings, now):
+        if any(ending.run.task_label == 'bad' for ending in endings):
+            raise ValueError('a follow-up that cannot be written')
+        return real_follow_up(endings, now)
+
+    monkeypatch.setattr(lifecycle, '_follow_up', follow_up)
+    ours = lifecycle.finish_batch([lifecycle.Ending(run, 'ok', '', soon, soon) for run in runs])
+    assert ours == {run.pk for run in runs}
+    assert statuses('good') == [(1, 'ok')] and statuses('bad') == [(1, 'ok')]
+    assert Task.objects.get(pk=good.pk).last_outcome == 'ok'
+    assert 'a follow-up that cannot be written' in TaskRun.objects.get(task_label='bad').error

@@ -55,3 +55,15 @@ def busy_loop_catching_exceptions(message):
             sum(range(1000))
         except Exception:
             pass
+
+
+def explode_with_undecodable_text(message):
+    """Fail as code reading a non-UTF-8 file name does: the message holds a lone surrogate."""
+    import os
+    raise ValueError('cannot parse ' + os.fsdecode(b'report-\xff.csv') + ' (\x00)')
+
+
+def delete_own_task_then_explode(message):
+    """An operator deletes the task while its run is under way; then the run fails."""
+    message['task'].delete()
+    raise RuntimeError('failed after the task was deleted')
