@@ -7,6 +7,8 @@ instance method, which model row to fetch. Nothing is pickled or evaluated.
 import importlib
 import inspect
 
+from sisy.errors import is_outage
+
 KINDS = ('function', 'classmethod', 'staticmethod', 'method')
 SIGNATURE_HELP = 'a task function takes exactly one parameter, named "message"'
 # Modules a worker can import, but whose code is not where a function was defined:
@@ -41,7 +43,9 @@ def dotted_path(info):
 def load_callable(info):
     """Return the callable an info dict names, fetching the model instance if any.
 
-    Raises CallableNotFound when the code or the model row has gone.
+    Raises CallableNotFound when the code or the model row has gone or the
+    module cannot be imported; anything else (a database error fetching the
+    row) is raised as it is, since it may pass.
     """
     owner, function = _import_path(info['module'], info['qualname'])
     if info['kind'] != 'method':
@@ -65,6 +69,11 @@ def _import_path(module_name, qualname):
         target = importlib.import_module(module_name)
     except ImportError as error:
         raise CallableNotFound('Cannot import module %r: %s' % (module_name, error))
+    except Exception as error:  # the module's own code fails: a SyntaxError, a NameError, ...
+        if is_outage(error):
+            raise  # a query at import time met a passing database error
+        raise CallableNotFound('Importing module %r failed: %s: %s'
+                               % (module_name, type(error).__name__, error)) from error
     owner = None
     found = module_name
     for part in qualname.split('.'):

@@ -34,8 +34,9 @@ from django.db import DatabaseError, Error, connection
 from django.utils import timezone
 
 from sisy import dispatch, lifecycle, signals
-from sisy.callables import load_callable
+from sisy.callables import CallableNotFound, load_callable
 from sisy.conf import setting
+from sisy.errors import first_line, is_outage
 from sisy.lifecycle import Ending
 from sisy.models import TaskRun, encode_userdata
 
@@ -158,10 +159,16 @@ def _execute(run, batch):
     started_at = timezone.now()
     try:
         function = load_callable(task.funcinfo)
-    except Exception:  # any error importing the user's module: SyntaxError, NameError, ...
+    except CallableNotFound:  # running it again could only fail the same way
         reason = 'Cannot load the task function:\n%s' % traceback.format_exc()
         lifecycle.disable(task.pk, reason, label=task.label)
         batch.record(Ending(run, TaskRun.ERROR, reason, started_at, timezone.now()))
+        return TaskRun.ERROR
+    except Exception as failure:  # a lock timeout or a failover fetching the instance: it may pass
+        log.error('Task %r (run %s): loading its function failed: %s', task.label, run.pk,
+                  first_line(failure))
+        error = 'Cannot load the task function:\n%s' % traceback.format_exc()
+        batch.record(Ending(run, TaskRun.ERROR, error, started_at, timezone.now()))
         return TaskRun.ERROR
 
     log.info('Running %r (run %s, attempt %d, scheduled for %s)', task.label, run.pk,
@@ -330,7 +337,8 @@ class RunBatch:
         """Flush, retrying through a database outage while the leases could still hold.
 
         Gives up (and leaves the runs to lost-run recovery) one lease length
-        after the leases ran out.
+        after the leases ran out, or at once on an error that retrying cannot
+        mend (finish_batch already records what it can of those).
         """
         give_up = self.held_until + self.lease.total_seconds()
         pause, warned = 0.2, False
@@ -340,15 +348,15 @@ class RunBatch:
                 if warned:
                     log.warning('Recorded the runs now that the database answers')
                 return
-            except Error as failure:
-                if time.monotonic() > give_up:
+            except Exception as failure:
+                if not is_outage(failure) or time.monotonic() > give_up:
                     log.error('Could not record runs %s: %s; lost-run recovery will pick them '
                               'up', [ending.run.pk for ending in self.endings], failure)
                     self.endings = []
                     return
                 if not warned:
                     log.warning('Cannot record runs %s yet: %s; retrying',
-                                [ending.run.pk for ending in self.endings], _first_line(failure))
+                                [ending.run.pk for ending in self.endings], first_line(failure))
                     warned = True
                 connection.close()
                 time.sleep(pause)

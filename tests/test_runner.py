@@ -8,12 +8,14 @@ import time
 
 import pytest
 from django.db import OperationalError, connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sisy import dispatch, lifecycle, runner
 from sisy.models import Task, TaskRun, task_with_callable
 from sisy.runner import RunBatch, execute_run, lease_length
 from tests.testapp import tasks
+from tests.testapp.models import Counter
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures('sql_path')]
 
@@ -189,6 +191,42 @@ def test_a_function_that_cannot_be_imported_disables_the_task_with_the_traceback
     assert run.status == 'error' and 'NameError' in run.error and 'Traceback' in run.error
     assert not task.enabled and 'NameError' in task.disabled_reason
     assert not task.running
+
+
+def test_a_passing_database_error_loading_an_instance_is_a_run_error_not_a_disabled_task(
+        monkeypatch):
+    counter = Counter.objects.create(name='c')
+    task = task_with_callable(counter.bump, label='instance', wait_for_schedule=False,
+                              retries=1, retry_delay=60)
+    task.save()
+    real_get = QuerySet.get
+
+    def get(queryset, *args, **kwargs):
+        if queryset.model is Counter:
+            raise OperationalError('canceling statement due to lock timeout')
+        return real_get(queryset, *args, **kwargs)
+
+    monkeypatch.setattr(QuerySet, 'get', get)
+    [run_id] = lifecycle_claim(task)
+    assert execute_run(run_id, message=None) == ['error']
+    task.refresh_from_db()
+    assert task.enabled and task.disabled_reason == ''
+    assert 'lock timeout' in TaskRun.objects.get(pk=run_id).error
+    monkeypatch.setattr(QuerySet, 'get', real_get)
+    retry = TaskRun.objects.get(task=task, attempt=2)
+    assert execute_run(retry.pk, message=None) == ['ok'], 'the retry runs once the lock is free'
+    assert Counter.objects.get(pk=counter.pk).hits == 1
+
+
+def test_a_module_that_fails_on_import_still_disables_its_task():
+    task = task_with_callable(tasks.record, label='syntax', wait_for_schedule=False)
+    task._func_info = '{"kind": "function", "module": "tests.testapp.syntax_error_module", ' \
+                      '"qualname": "anything"}'
+    task.save()
+    [run_id] = lifecycle_claim(task)
+    assert execute_run(run_id, message=None) == ['error']
+    task.refresh_from_db()
+    assert not task.enabled and 'SyntaxError' in task.disabled_reason
 
 
 def in_a_thread(function, *args):

@@ -1,0 +1,4 @@
+"""A module whose code cannot even be compiled: a task naming it is disabled."""
+
+def broken(message)
+    pass
