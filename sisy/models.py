@@ -20,6 +20,16 @@ PUBLIC_FIELDS = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
 # A change to any of these means the next run has to be worked out again.
 TIMING_FIELDS = ('schedule', 'start_running', 'end_running', 'wait_for_schedule', 'enabled')
 
+#: The largest ``iterations``: PostgreSQL's (and MySQL's) integer column holds no more.
+MAX_ITERATIONS = 2 ** 31 - 1
+#: The largest ``retries``: the last attempt's number, ``retries + 1``, is stored in an
+#: integer column too.
+MAX_RETRIES = MAX_ITERATIONS - 1
+#: The longest ``timeout`` and ``retry_delay``, in seconds (365 days). Sisy adds them
+#: to the current time; a year ahead is always a valid datetime, and anything longer
+#: is more likely a slip (milliseconds given as seconds) than a plan.
+MAX_SECONDS = 365 * 24 * 3600
+
 
 class _DefaultTimeout:
     """A `timeout` keyword left out: SISY_DEFAULT_TIMEOUT applies (None means no limit)."""
@@ -347,9 +357,10 @@ class Task(models.Model):
         `delay_until`) happens in this call; the task returned is then as it
         stands after that run (see sisy.testing).
         """
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError('iterations must be a whole number of runs, 1 or more; got %r.'
-                             % (iterations,))
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or \
+                not 1 <= iterations <= MAX_ITERATIONS:
+            raise ValueError('iterations must be a whole number of runs, 1 to %d; got %r.'
+                             % (MAX_ITERATIONS, iterations))
         if delay_until is not None:
             check_delay_until(delay_until)
         fields = {} if timeout is DEFAULT_TIMEOUT else {'timeout': timeout}
@@ -440,15 +451,25 @@ def validate_task(task, error_class=ValueError):
 
 
 def task_problems(task):
-    """A dict of field name -> what is wrong with its value; empty when all is well."""
+    """A dict of field name -> what is wrong with its value; empty when all is well.
+
+    The one place the fields are checked: task_with_callable, full_clean (the
+    admin form) and save() all come here, so each refuses the same values with
+    the same words. Numbers have upper bounds too (MAX_ITERATIONS, MAX_RETRIES,
+    MAX_SECONDS), so nothing accepted can overflow a column or a datetime later.
+    """
     problems = {}
     for name in ('label', 'schedule'):
         problems[name] = _too_long(task, name)
     for name in ('start_running', 'end_running'):
         problems[name] = _aware_problem(getattr(task, name), name)
     problems['end_running'] = problems['end_running'] or _end_problem(task)
-    problems['iterations'] = _count_problem(task.iterations, 'iterations', '0 (run forever)')
-    problems['retries'] = _count_problem(task.retries, 'retries', '0 (no retries)')
+    problems['iterations'] = _count_problem(
+        task.iterations, 'iterations', '0 (run forever)', MAX_ITERATIONS,
+        'the largest whole number the database stores')
+    problems['retries'] = _count_problem(
+        task.retries, 'retries', '0 (no retries)', MAX_RETRIES,
+        "the last attempt's number, retries + 1, must fit the database's whole numbers")
     problems['timeout'] = _seconds_problem(task.timeout, 'timeout', positive=True)
     problems['retry_delay'] = _seconds_problem(task.retry_delay, 'retry_delay', positive=False)
     if task._userdata is not None:
@@ -499,10 +520,12 @@ def _end_problem(task):
     return None
 
 
-def _count_problem(value, name, zero):
+def _count_problem(value, name, zero, limit, why):
     if not _is_whole(value) or value < 0:
         return ('%s must be a whole number, %s or more; got %r. (Example: 3.)'
                 % (name, zero, value))
+    if value > limit:
+        return '%s must be at most %d (%s); got %r.' % (name, limit, why, value)
     return None
 
 
@@ -514,6 +537,9 @@ def _seconds_problem(value, name, positive):
                    else 'a number of seconds, 0 or more')
         return '%s must be %s; got %r. (Example: %s.)' % (
             name, allowed, value, 300 if positive else 60)
+    if value > MAX_SECONDS:
+        return '%s must be at most %d seconds (365 days); got %r. (Example: %s.)' % (
+            name, MAX_SECONDS, value, 300 if positive else 60)
     return None
 
 
@@ -532,31 +558,52 @@ def encode_userdata(value):
     if not isinstance(value, dict):
         raise ValueError('userdata must be a dict of JSON data; got %s %r.'
                          % (type(value).__name__, value))
+    found = _unstorable(value)
+    if found:
+        raise ValueError(found)
     try:
         return json.dumps(value, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as error:
-        found = _non_finite(value, 'userdata')
-        if found:
-            raise ValueError('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
-                             'Store None or a string such as %r instead.'
-                             % (found[0], found[1], str(found[1])))
         raise ValueError('userdata %r cannot be stored as JSON: %s' % (value, error))
 
 
-def _non_finite(value, path):
-    """(path, value) of the first NaN or infinity inside `value`, or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, value
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = _non_finite(item, '%s[%r]' % (path, key))
-        if found:
-            return found
+# Deeper userdata is refused: JSON's encoder and decoder recurse once per level.
+MAX_USERDATA_DEPTH = 200
+_LEAVE = object()
+
+
+def _unstorable(value):
+    """What in `value` JSON cannot store (NaN, infinity, a loop, deep nesting), or None.
+
+    Walks the data with a list rather than by recursion, so data that contains
+    itself gets a clear answer instead of a RecursionError.
+    """
+    walk, holding = [(value, 'userdata', 0)], {}  # holding: id -> path of open containers
+    while walk:
+        item, path, depth = walk.pop()
+        if item is _LEAVE:
+            del holding[path]
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            return ('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
+                    'Store None or a string such as %r instead.' % (path, item, str(item)))
+        if isinstance(item, dict):
+            children = list(item.items())
+        elif isinstance(item, (list, tuple)):
+            children = list(enumerate(item))
+        else:
+            continue
+        if id(item) in holding:
+            return ('%s is %s itself, which contains it: JSON cannot store data that '
+                    'contains itself. Store a copy, or a key to find it by, instead.'
+                    % (path, holding[id(item)]))
+        if depth >= MAX_USERDATA_DEPTH:
+            return ('%s is nested %d levels deep; userdata may be at most %d levels deep. '
+                    'Store it flatter.' % (path[:80] + '...', depth, MAX_USERDATA_DEPTH))
+        holding[id(item)] = path
+        walk.append((_LEAVE, id(item), depth))
+        walk.extend((child, '%s[%r]' % (path, key), depth + 1)
+                    for key, child in reversed(children))
     return None
 
 

@@ -583,6 +583,9 @@ def test_timeout_and_retries_are_on_the_form_with_examples(admin_client_):
     ('timeout', '-1', 'timeout must be a number of seconds greater than 0'),
     ('end_running_0', '2001-01-01', 'is in the past'),
     ('label', 'x' * 256, 'at most 255'),
+    ('retry_delay', '1e12', 'retry_delay must be at most 31536000 seconds (365 days)'),
+    ('timeout', '31536001', 'timeout must be at most 31536000 seconds'),
+    ('retries', '2147483647', 'retries must be at most 2147483646'),
 ])
 def test_bad_values_are_refused_on_the_field(admin_client_, field, bad, says):
     task = make()
