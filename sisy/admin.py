@@ -306,6 +306,10 @@ class TaskAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if obj.finished_at is not None:
+            self.message_user(request, 'This task has no run left before its end, so it is '
+                                       'finished and will be deleted once its runs are done.',
+                              messages.WARNING)
         if getattr(form, 'overridden', None):
             self.message_user(request, 'Sisy changed this task after the form was shown, and '
                                        'your values were saved over its: %s.'
@@ -482,6 +486,10 @@ class TaskAdmin(admin.ModelAdmin):
             task.enabled = True
             task.save()  # clears disabled_reason and works out the next run from now
         self.message_user(request, 'Enabled %d task(s).' % len(tasks))
+        ended = [task.label for task in tasks if task.finished_at is not None]
+        if ended:
+            self.message_user(request, 'No run left before their end, so finished and to be '
+                                       'deleted: %s.' % ', '.join(ended), messages.WARNING)
     enable_tasks.short_description = 'Enable selected tasks'
 
     def disable_tasks(self, request, queryset):

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import logging
 import math
 import numbers
 
@@ -13,6 +14,8 @@ from django.utils import timezone
 from sisy.callables import describe_callable, dotted_path
 from sisy.conf import setting
 from sisy.schedule import InvalidSchedule, Schedule
+
+log = logging.getLogger('sisy.models')
 
 PUBLIC_FIELDS = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
                  'wait_for_schedule', 'iterations', 'allow_overlap', 'timeout', 'retries',
@@ -234,7 +237,7 @@ class Task(models.Model):
 
     def planned_runs(self, now, count):
         """The next `count` run times as the task stands, unsaved timing changes included."""
-        if not self.enabled:
+        if not self.enabled or self.finished_at is not None:
             return []
         changed = self._changed_fields()
         retimed = changed is None or set(TIMING_FIELDS) & set(changed)
@@ -270,7 +273,8 @@ class Task(models.Model):
         An existing task writes only the fields changed since it was loaded, so a
         stale copy cannot undo what a worker recorded meanwhile. A new next run is
         written only if no tick claimed the slot this copy saw (compare-and-set),
-        and a finished task is never given new slots.
+        and a finished task is never given new slots. An enabled task left with
+        no slot before its end is saved finished, so the reaper deletes it.
         """
         try:
             self.schedule = Schedule(self.schedule).expression
@@ -280,9 +284,16 @@ class Task(models.Model):
         self._store_userdata()
         changed = self._changed_fields()
         if changed is None:  # new, or not loaded from the database
+            no_slot = False
             if self.next_run is None and self.finished_at is None:
-                self.next_run = self.first_run(timezone.now())
+                now = timezone.now()
+                self.next_run = self.first_run(now)
+                no_slot = self.next_run is None and self.enabled
+                if no_slot:  # finished at once, so the reaper deletes it
+                    self.finished_at = now
             super().save(*args, **kwargs)
+            if no_slot:
+                self._log_no_slot_left()
         else:
             if self.enabled and 'enabled' in changed:
                 self.disabled_reason = ''
@@ -315,11 +326,16 @@ class Task(models.Model):
             seen = self._loaded.get('next_run')
             now = timezone.now()
             self.next_run = self.first_run(now if after is None else max(now, after))
+            # No slot left before its end: finished, so the reaper deletes it.
+            finished = now if self.next_run is None else None
             written = Task.objects.filter(pk=self.pk, next_run=seen, finished_at__isnull=True)
             if seen is None:
                 written = Task.objects.filter(pk=self.pk, next_run__isnull=True,
                                               finished_at__isnull=True)
-            if written.update(next_run=self.next_run, **values):
+            if written.update(next_run=self.next_run, finished_at=finished, **values):
+                self.finished_at = finished
+                if finished is not None:
+                    self._log_no_slot_left()
                 return
             fresh = Task.objects.filter(pk=self.pk).values('next_run', 'finished_at').first()
             if fresh is None:
@@ -334,6 +350,11 @@ class Task(models.Model):
             self._loaded['next_run'] = fresh['next_run']
         raise RuntimeError('Task %s: could not save its new timing; its slot kept moving.'
                            % self.pk)
+
+    def _log_no_slot_left(self):
+        ends = self.end_running.isoformat() if self.end_running else 'its end'
+        log.warning('Task %r has no slot left before its end (%s); it is finished and will '
+                    'be deleted', self.label, ends)
 
     def _changed_fields(self):
         """Fields changed since loading; a deferred field counts once it is set. None if new."""

@@ -376,6 +376,25 @@ def test_enable_and_disable_actions(admin_client_):
     assert task.enabled and task.disabled_reason == '' and task.next_run > timezone.now()
 
 
+def test_enabling_a_task_whose_end_passed_says_it_is_finished(admin_client_):
+    task = make(end_running=timezone.now() + dt.timedelta(days=7), enabled=False)
+    Task.objects.filter(pk=task.pk).update(end_running=timezone.now() - dt.timedelta(days=1))
+    response = admin_client_.post(TASKS, {'action': 'enable_tasks',
+                                          '_selected_action': [task.pk]}, follow=True)
+    assert 'No run left before their end, so finished and to be deleted: nightly.' in \
+        said(response)
+    assert Task.objects.get(pk=task.pk).finished_at is not None
+
+
+def test_saving_a_task_with_no_run_before_its_end_warns_that_it_is_finished(admin_client_):
+    task = make(end_running=timezone.now() + dt.timedelta(days=7))
+    day = timezone.localtime() + dt.timedelta(days=21)
+    response = send(admin_client_, task, open_form(admin_client_, task),
+                    schedule='0 0 %d %d *' % (day.day, day.month))
+    assert 'This task has no run left before its end, so it is finished' in said(response)
+    assert Task.objects.get(pk=task.pk).finished_at is not None
+
+
 def test_non_staff_users_are_refused():
     make()
     client = client_for('change_task', 'view_task', staff=False)
