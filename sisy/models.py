@@ -212,14 +212,32 @@ class Task(models.Model):
         return Schedule(self.schedule)
 
     def first_run(self, now):
-        """When a newly saved (or re-timed) task first runs, or None if it never will."""
+        """When a newly saved (or re-timed) task next runs, or None if it never will.
+
+        Without `wait_for_schedule` that is at once (or at the start) only while
+        the task has not run: once it has, an edit or re-enabling keeps to the
+        schedule instead of running it again off schedule.
+        """
         start = max(now, self.start_running) if self.start_running else now
-        if self.wait_for_schedule:
+        if self.wait_for_schedule or self.has_run():
             first = self.get_schedule().next_after(
                 start - dt.timedelta(microseconds=1), timezone.get_default_timezone())
         else:
             first = start
         return self._within_end(first)
+
+    def has_run(self):
+        """True once a slot of this task was claimed, whatever became of the run.
+
+        A claim writes a run record in the same transaction as it moves
+        `next_run`, and `last_run` outlives the records that history pruning
+        deletes; so either one means the first run is no longer to come.
+        """
+        if self.last_run is not None:
+            return True
+        if self.pk is None or self._state.adding:
+            return False
+        return TaskRun.objects.filter(task_id=self.pk).exists()
 
     def run_after(self, when, known=None):
         """The next run after the run claimed at `when`, or None when that was the last.

@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from sisy.models import Task, task_with_callable, taskinfo_with_label
+from sisy import dispatch
+from sisy.models import Task, TaskRun, task_with_callable, taskinfo_with_label
 from sisy.schedule import InvalidSchedule
 from tests.testapp import tasks
 from tests.testapp.models import Call
@@ -319,3 +320,42 @@ def test_a_disabled_task_with_no_slot_before_its_end_is_kept_for_its_operator():
     task.save()
     assert task.next_run is not None and task.finished_at is None
 
+
+# -- wait_for_schedule=False: only the first run is immediate -----------------------------
+
+def test_editing_a_started_task_that_does_not_wait_keeps_it_on_its_schedule(worker, soon):
+    task = task_with_callable(PATH, label='nightly', schedule='0 3 * * *',
+                              wait_for_schedule=False)
+    task.save()
+    assert task.next_run <= timezone.now()  # the first run is at once
+    worker.tick(soon)
+    assert Call.objects.count() == 1
+    task = Task.objects.get(pk=task.pk)
+    task.schedule = '0 4 * * *'
+    task.save()
+    local = timezone.localtime(task.next_run)
+    assert task.next_run > soon and (local.hour, local.minute) == (4, 0)
+    assert Task.objects.get(pk=task.pk).next_run == task.next_run
+
+
+def test_re_enabling_a_claimed_task_that_does_not_wait_keeps_it_on_its_schedule(soon):
+    task = task_with_callable(PATH, schedule='0 3 * * *', wait_for_schedule=False)
+    task.save()
+    dispatch.claim_due_tasks(soon)  # its first run is claimed, not yet run
+    assert TaskRun.objects.filter(task=task).count() == 1
+    for enabled in (False, True):
+        task = Task.objects.get(pk=task.pk)
+        task.enabled = enabled
+        task.save()
+    local = timezone.localtime(task.next_run)
+    assert task.next_run > soon and (local.hour, local.minute) == (3, 0)
+
+
+def test_an_edit_before_the_first_run_keeps_that_run_immediate():
+    task = task_with_callable(PATH, schedule='0 0 1 1 *', wait_for_schedule=False,
+                              start_running=in_days(1))
+    task.save()
+    later = in_days(2)
+    task.start_running = later
+    task.save()
+    assert task.next_run == later
