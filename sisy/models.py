@@ -606,7 +606,7 @@ def encode_userdata(value):
         raise ValueError('userdata %r cannot be stored as JSON: %s' % (value, error))
 
 
-# Deeper userdata is refused: JSON's encoder and decoder recurse once per level.
+#: The deepest userdata may nest: JSON's encoder and decoder recurse once per level.
 MAX_USERDATA_DEPTH = 200
 _LEAVE = object()
 
