@@ -6,6 +6,7 @@ the zone's abbreviation so daylight-saving changes are visible.
 
 import datetime as dt
 import json
+import sys
 
 import django
 from django import forms
@@ -154,6 +155,10 @@ class TaskForm(forms.ModelForm):
         text = self.cleaned_data['userdata'].strip() or '{}'
         try:
             data = json.loads(text)
+        except RecursionError:  # the decoder recurses once per level of nesting
+            raise forms.ValidationError('%s... is nested deeper than JSON can store (about %d '
+                                        'levels or more). Store it flatter.'
+                                        % (text[:80], sys.getrecursionlimit()))
         except ValueError as error:
             raise forms.ValidationError('%s is not valid JSON: %s. (Example: {"key": "value"})'
                                         % (text[:80], error))

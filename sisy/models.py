@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import numbers
+import sys
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -597,53 +598,59 @@ def encode_userdata(value):
     if not isinstance(value, dict):
         raise ValueError('userdata must be a dict of JSON data; got %s %r.'
                          % (type(value).__name__, value))
-    found = _unstorable(value)
-    if found:
-        raise ValueError(found)
     try:
         return json.dumps(value, sort_keys=True, allow_nan=False)
+    except RecursionError:  # the encoder recurses once per level of nesting
+        raise ValueError('userdata is nested deeper than JSON can store (dicts and lists '
+                         'inside each other, about %d levels or more). Store it flatter.'
+                         % sys.getrecursionlimit())
     except (TypeError, ValueError) as error:
+        found = _unstorable(value)
+        if found:
+            raise ValueError(found)
         raise ValueError('userdata %r cannot be stored as JSON: %s' % (value, error))
 
 
-#: The deepest userdata may nest: JSON's encoder and decoder recurse once per level.
-MAX_USERDATA_DEPTH = 200
 _LEAVE = object()
 
 
 def _unstorable(value):
-    """What in `value` JSON cannot store (NaN, infinity, a loop, deep nesting), or None.
+    """Where `value` holds what JSON cannot store (NaN, infinity, itself), said for people.
 
-    Walks the data with a list rather than by recursion, so data that contains
-    itself gets a clear answer instead of a RecursionError.
+    None if it holds none of these. Walks the data with a list rather than by
+    recursion, so data that contains itself gets an answer, not a RecursionError.
     """
-    walk, holding = [(value, 'userdata', 0)], {}  # holding: id -> path of open containers
+    root = ('userdata',)  # a place is (its container's place, its key)
+    walk, holding = [(value, root)], {}  # holding: id -> place, of the open containers
     while walk:
-        item, path, depth = walk.pop()
+        item, place = walk.pop()
         if item is _LEAVE:
-            del holding[path]
-            continue
-        if isinstance(item, float) and not math.isfinite(item):
-            return ('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
-                    'Store None or a string such as %r instead.' % (path, item, str(item)))
-        if isinstance(item, dict):
-            children = list(item.items())
-        elif isinstance(item, (list, tuple)):
-            children = list(enumerate(item))
-        else:
+            del holding[place]
             continue
         if id(item) in holding:
             return ('%s is %s itself, which contains it: JSON cannot store data that '
                     'contains itself. Store a copy, or a key to find it by, instead.'
-                    % (path, holding[id(item)]))
-        if depth >= MAX_USERDATA_DEPTH:
-            return ('%s is nested %d levels deep; userdata may be at most %d levels deep. '
-                    'Store it flatter.' % (path[:80] + '...', depth, MAX_USERDATA_DEPTH))
-        holding[id(item)] = path
-        walk.append((_LEAVE, id(item), depth))
-        walk.extend((child, '%s[%r]' % (path, key), depth + 1)
-                    for key, child in reversed(children))
+                    % (_spelled(place), _spelled(holding[id(item)])))
+        holding[id(item)] = place
+        walk.append((_LEAVE, id(item)))
+        nested = []
+        for key, child in (item.items() if isinstance(item, dict) else enumerate(item)):
+            if isinstance(child, float) and not math.isfinite(child):
+                return ('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
+                        'Store None or a string such as %r instead.'
+                        % (_spelled((place, key)), child, str(child)))
+            if isinstance(child, (dict, list, tuple)):
+                nested.append((child, (place, key)))
+        walk.extend(reversed(nested))
     return None
+
+
+def _spelled(place):
+    keys = []
+    while len(place) == 2:
+        place, key = place
+        keys.append(key)
+    return place[0] + ''.join('[%r]' % (key,) for key in reversed(keys))
 
 
 def check_delay_until(when):

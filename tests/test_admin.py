@@ -129,6 +129,14 @@ def test_invalid_userdata_is_refused(admin_client_):
     assert 'is not a JSON object' in response.context['adminform'].form.errors['userdata'][0]
 
 
+def test_userdata_nested_deeper_than_json_goes_is_refused_on_the_field(admin_client_):
+    deep = '{"a": %s}' % ('[' * 5000 + ']' * 5000)
+    response = admin_client_.post(ADD, form_data(userdata=deep))
+    error = response.context['adminform'].form.errors['userdata'][0]
+    assert 'is nested deeper than JSON can store' in error and '{"a": [[[' in error
+    assert Task.objects.count() == 0
+
+
 def test_change_page_previews_the_next_five_runs(admin_client_):
     task = make()
     page = text(admin_client_.get(TASKS + '%d/change/' % task.pk))
