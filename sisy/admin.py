@@ -6,6 +6,7 @@ the zone's abbreviation so daylight-saving changes are visible.
 
 import datetime as dt
 import json
+import sys
 
 import django
 from django import forms
@@ -154,6 +155,10 @@ class TaskForm(forms.ModelForm):
         text = self.cleaned_data['userdata'].strip() or '{}'
         try:
             data = json.loads(text)
+        except RecursionError:  # the decoder recurses once per level of nesting
+            raise forms.ValidationError('%s... is nested deeper than JSON can store (about %d '
+                                        'levels or more). Store it flatter.'
+                                        % (text[:80], sys.getrecursionlimit()))
         except ValueError as error:
             raise forms.ValidationError('%s is not valid JSON: %s. (Example: {"key": "value"})'
                                         % (text[:80], error))
@@ -306,6 +311,10 @@ class TaskAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if obj.finished_at is not None:
+            self.message_user(request, 'This task has no run left before its end, so it is '
+                                       'finished and will be deleted once its runs are done.',
+                              messages.WARNING)
         if getattr(form, 'overridden', None):
             self.message_user(request, 'Sisy changed this task after the form was shown, and '
                                        'your values were saved over its: %s.'
@@ -482,6 +491,10 @@ class TaskAdmin(admin.ModelAdmin):
             task.enabled = True
             task.save()  # clears disabled_reason and works out the next run from now
         self.message_user(request, 'Enabled %d task(s).' % len(tasks))
+        ended = [task.label for task in tasks if task.finished_at is not None]
+        if ended:
+            self.message_user(request, 'No run left before their end, so finished and to be '
+                                       'deleted: %s.' % ', '.join(ended), messages.WARNING)
     enable_tasks.short_description = 'Enable selected tasks'
 
     def disable_tasks(self, request, queryset):

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core import checks
 
 from sisy.conf import setting
+from sisy.models import MAX_SECONDS
 from sisy.schedule import InvalidSchedule, Schedule
 
 CHANNEL_SETTINGS = (
@@ -76,9 +77,10 @@ def check_settings(app_configs=None, **kwargs):
             hint='Use a number such as 30 (the default) to keep that many days of run '
                  'history, or None to keep it all.', id='sisy.E006'))
     timeout = setting('SISY_DEFAULT_TIMEOUT')
-    if timeout is not None and (not _is_number(timeout) or not 0 < timeout < float('inf')):
+    if timeout is not None and (not _is_number(timeout) or not 0 < timeout <= MAX_SECONDS):
         errors.append(checks.Error(
-            'SISY_DEFAULT_TIMEOUT=%r is not a positive number of seconds or None.' % (timeout,),
+            'SISY_DEFAULT_TIMEOUT=%r is not a positive number of seconds, at most %d '
+            '(365 days), or None.' % (timeout, MAX_SECONDS),
             hint='Use the seconds a run may take before it is interrupted, e.g. 300, or None '
                  '(the default) for no limit.', id='sisy.E008'))
     eager = setting('SISY_ALWAYS_EAGER')

@@ -2,8 +2,10 @@
 
 import datetime as dt
 import json
+import logging
 import math
 import numbers
+import sys
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -14,11 +16,23 @@ from sisy.callables import describe_callable, dotted_path
 from sisy.conf import setting
 from sisy.schedule import InvalidSchedule, Schedule
 
+log = logging.getLogger('sisy.models')
+
 PUBLIC_FIELDS = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
                  'wait_for_schedule', 'iterations', 'allow_overlap', 'timeout', 'retries',
                  'retry_delay')
 # A change to any of these means the next run has to be worked out again.
 TIMING_FIELDS = ('schedule', 'start_running', 'end_running', 'wait_for_schedule', 'enabled')
+
+#: The largest ``iterations``: PostgreSQL's (and MySQL's) integer column holds no more.
+MAX_ITERATIONS = 2 ** 31 - 1
+#: The largest ``retries``: the last attempt's number, ``retries + 1``, is stored in an
+#: integer column too.
+MAX_RETRIES = MAX_ITERATIONS - 1
+#: The longest ``timeout`` and ``retry_delay``, in seconds (365 days). Sisy adds them
+#: to the current time; a year ahead is always a valid datetime, and anything longer
+#: is more likely a slip (milliseconds given as seconds) than a plan.
+MAX_SECONDS = 365 * 24 * 3600
 
 
 class _DefaultTimeout:
@@ -199,14 +213,32 @@ class Task(models.Model):
         return Schedule(self.schedule)
 
     def first_run(self, now):
-        """When a newly saved (or re-timed) task first runs, or None if it never will."""
+        """When a newly saved (or re-timed) task next runs, or None if it never will.
+
+        Without `wait_for_schedule` that is at once (or at the start) only while
+        the task has not run: once it has, an edit or re-enabling keeps to the
+        schedule instead of running it again off schedule.
+        """
         start = max(now, self.start_running) if self.start_running else now
-        if self.wait_for_schedule:
+        if self.wait_for_schedule or self.has_run():
             first = self.get_schedule().next_after(
                 start - dt.timedelta(microseconds=1), timezone.get_default_timezone())
         else:
             first = start
         return self._within_end(first)
+
+    def has_run(self):
+        """True once a slot of this task was claimed, whatever became of the run.
+
+        A claim writes a run record in the same transaction as it moves
+        `next_run`, and `last_run` outlives the records that history pruning
+        deletes; so either one means the first run is no longer to come.
+        """
+        if self.last_run is not None:
+            return True
+        if self.pk is None or self._state.adding:
+            return False
+        return TaskRun.objects.filter(task_id=self.pk).exists()
 
     def run_after(self, when, known=None):
         """The next run after the run claimed at `when`, or None when that was the last.
@@ -224,7 +256,7 @@ class Task(models.Model):
 
     def planned_runs(self, now, count):
         """The next `count` run times as the task stands, unsaved timing changes included."""
-        if not self.enabled:
+        if not self.enabled or self.finished_at is not None:
             return []
         changed = self._changed_fields()
         retimed = changed is None or set(TIMING_FIELDS) & set(changed)
@@ -260,7 +292,8 @@ class Task(models.Model):
         An existing task writes only the fields changed since it was loaded, so a
         stale copy cannot undo what a worker recorded meanwhile. A new next run is
         written only if no tick claimed the slot this copy saw (compare-and-set),
-        and a finished task is never given new slots.
+        and a finished task is never given new slots. An enabled task left with
+        no slot before its end is saved finished, so the reaper deletes it.
         """
         try:
             self.schedule = Schedule(self.schedule).expression
@@ -270,9 +303,16 @@ class Task(models.Model):
         self._store_userdata()
         changed = self._changed_fields()
         if changed is None:  # new, or not loaded from the database
+            no_slot = False
             if self.next_run is None and self.finished_at is None:
-                self.next_run = self.first_run(timezone.now())
+                now = timezone.now()
+                self.next_run = self.first_run(now)
+                no_slot = self.next_run is None and self.enabled
+                if no_slot:  # finished at once, so the reaper deletes it
+                    self.finished_at = now
             super().save(*args, **kwargs)
+            if no_slot:
+                self._log_no_slot_left()
         else:
             if self.enabled and 'enabled' in changed:
                 self.disabled_reason = ''
@@ -305,11 +345,16 @@ class Task(models.Model):
             seen = self._loaded.get('next_run')
             now = timezone.now()
             self.next_run = self.first_run(now if after is None else max(now, after))
+            # No slot left before its end: finished, so the reaper deletes it.
+            finished = now if self.next_run is None else None
             written = Task.objects.filter(pk=self.pk, next_run=seen, finished_at__isnull=True)
             if seen is None:
                 written = Task.objects.filter(pk=self.pk, next_run__isnull=True,
                                               finished_at__isnull=True)
-            if written.update(next_run=self.next_run, **values):
+            if written.update(next_run=self.next_run, finished_at=finished, **values):
+                self.finished_at = finished
+                if finished is not None:
+                    self._log_no_slot_left()
                 return
             fresh = Task.objects.filter(pk=self.pk).values('next_run', 'finished_at').first()
             if fresh is None:
@@ -324,6 +369,11 @@ class Task(models.Model):
             self._loaded['next_run'] = fresh['next_run']
         raise RuntimeError('Task %s: could not save its new timing; its slot kept moving.'
                            % self.pk)
+
+    def _log_no_slot_left(self):
+        ends = self.end_running.isoformat() if self.end_running else 'its end'
+        log.warning('Task %r has no slot left before its end (%s); it is finished and will '
+                    'be deleted', self.label, ends)
 
     def _changed_fields(self):
         """Fields changed since loading; a deferred field counts once it is set. None if new."""
@@ -347,9 +397,10 @@ class Task(models.Model):
         `delay_until`) happens in this call; the task returned is then as it
         stands after that run (see sisy.testing).
         """
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError('iterations must be a whole number of runs, 1 or more; got %r.'
-                             % (iterations,))
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or \
+                not 1 <= iterations <= MAX_ITERATIONS:
+            raise ValueError('iterations must be a whole number of runs, 1 to %d; got %r.'
+                             % (MAX_ITERATIONS, iterations))
         if delay_until is not None:
             check_delay_until(delay_until)
         fields = {} if timeout is DEFAULT_TIMEOUT else {'timeout': timeout}
@@ -440,15 +491,25 @@ def validate_task(task, error_class=ValueError):
 
 
 def task_problems(task):
-    """A dict of field name -> what is wrong with its value; empty when all is well."""
+    """A dict of field name -> what is wrong with its value; empty when all is well.
+
+    The one place the fields are checked: task_with_callable, full_clean (the
+    admin form) and save() all come here, so each refuses the same values with
+    the same words. Numbers have upper bounds too (MAX_ITERATIONS, MAX_RETRIES,
+    MAX_SECONDS), so nothing accepted can overflow a column or a datetime later.
+    """
     problems = {}
     for name in ('label', 'schedule'):
         problems[name] = _too_long(task, name)
     for name in ('start_running', 'end_running'):
         problems[name] = _aware_problem(getattr(task, name), name)
     problems['end_running'] = problems['end_running'] or _end_problem(task)
-    problems['iterations'] = _count_problem(task.iterations, 'iterations', '0 (run forever)')
-    problems['retries'] = _count_problem(task.retries, 'retries', '0 (no retries)')
+    problems['iterations'] = _count_problem(
+        task.iterations, 'iterations', '0 (run forever)', MAX_ITERATIONS,
+        'the largest whole number the database stores')
+    problems['retries'] = _count_problem(
+        task.retries, 'retries', '0 (no retries)', MAX_RETRIES,
+        "the last attempt's number, retries + 1, must fit the database's whole numbers")
     problems['timeout'] = _seconds_problem(task.timeout, 'timeout', positive=True)
     problems['retry_delay'] = _seconds_problem(task.retry_delay, 'retry_delay', positive=False)
     if task._userdata is not None:
@@ -499,10 +560,12 @@ def _end_problem(task):
     return None
 
 
-def _count_problem(value, name, zero):
+def _count_problem(value, name, zero, limit, why):
     if not _is_whole(value) or value < 0:
         return ('%s must be a whole number, %s or more; got %r. (Example: 3.)'
                 % (name, zero, value))
+    if value > limit:
+        return '%s must be at most %d (%s); got %r.' % (name, limit, why, value)
     return None
 
 
@@ -514,6 +577,9 @@ def _seconds_problem(value, name, positive):
                    else 'a number of seconds, 0 or more')
         return '%s must be %s; got %r. (Example: %s.)' % (
             name, allowed, value, 300 if positive else 60)
+    if value > MAX_SECONDS:
+        return '%s must be at most %d seconds (365 days); got %r. (Example: %s.)' % (
+            name, MAX_SECONDS, value, 300 if positive else 60)
     return None
 
 
@@ -534,30 +600,57 @@ def encode_userdata(value):
                          % (type(value).__name__, value))
     try:
         return json.dumps(value, sort_keys=True, allow_nan=False)
+    except RecursionError:  # the encoder recurses once per level of nesting
+        raise ValueError('userdata is nested deeper than JSON can store (dicts and lists '
+                         'inside each other, about %d levels or more). Store it flatter.'
+                         % sys.getrecursionlimit())
     except (TypeError, ValueError) as error:
-        found = _non_finite(value, 'userdata')
+        found = _unstorable(value)
         if found:
-            raise ValueError('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
-                             'Store None or a string such as %r instead.'
-                             % (found[0], found[1], str(found[1])))
+            raise ValueError(found)
         raise ValueError('userdata %r cannot be stored as JSON: %s' % (value, error))
 
 
-def _non_finite(value, path):
-    """(path, value) of the first NaN or infinity inside `value`, or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, value
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = _non_finite(item, '%s[%r]' % (path, key))
-        if found:
-            return found
+_LEAVE = object()
+
+
+def _unstorable(value):
+    """Where `value` holds what JSON cannot store (NaN, infinity, itself), said for people.
+
+    None if it holds none of these. Walks the data with a list rather than by
+    recursion, so data that contains itself gets an answer, not a RecursionError.
+    """
+    root = ('userdata',)  # a place is (its container's place, its key)
+    walk, holding = [(value, root)], {}  # holding: id -> place, of the open containers
+    while walk:
+        item, place = walk.pop()
+        if item is _LEAVE:
+            del holding[place]
+            continue
+        if id(item) in holding:
+            return ('%s is %s itself, which contains it: JSON cannot store data that '
+                    'contains itself. Store a copy, or a key to find it by, instead.'
+                    % (_spelled(place), _spelled(holding[id(item)])))
+        holding[id(item)] = place
+        walk.append((_LEAVE, id(item)))
+        nested = []
+        for key, child in (item.items() if isinstance(item, dict) else enumerate(item)):
+            if isinstance(child, float) and not math.isfinite(child):
+                return ('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
+                        'Store None or a string such as %r instead.'
+                        % (_spelled((place, key)), child, str(child)))
+            if isinstance(child, (dict, list, tuple)):
+                nested.append((child, (place, key)))
+        walk.extend(reversed(nested))
     return None
+
+
+def _spelled(place):
+    keys = []
+    while len(place) == 2:
+        place, key = place
+        keys.append(key)
+    return place[0] + ''.join('[%r]' % (key,) for key in reversed(keys))
 
 
 def check_delay_until(when):

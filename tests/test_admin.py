@@ -129,6 +129,14 @@ def test_invalid_userdata_is_refused(admin_client_):
     assert 'is not a JSON object' in response.context['adminform'].form.errors['userdata'][0]
 
 
+def test_userdata_nested_deeper_than_json_goes_is_refused_on_the_field(admin_client_):
+    deep = '{"a": %s}' % ('[' * 5000 + ']' * 5000)
+    response = admin_client_.post(ADD, form_data(userdata=deep))
+    error = response.context['adminform'].form.errors['userdata'][0]
+    assert 'is nested deeper than JSON can store' in error and '{"a": [[[' in error
+    assert Task.objects.count() == 0
+
+
 def test_change_page_previews_the_next_five_runs(admin_client_):
     task = make()
     page = text(admin_client_.get(TASKS + '%d/change/' % task.pk))
@@ -376,6 +384,25 @@ def test_enable_and_disable_actions(admin_client_):
     assert task.enabled and task.disabled_reason == '' and task.next_run > timezone.now()
 
 
+def test_enabling_a_task_whose_end_passed_says_it_is_finished(admin_client_):
+    task = make(end_running=timezone.now() + dt.timedelta(days=7), enabled=False)
+    Task.objects.filter(pk=task.pk).update(end_running=timezone.now() - dt.timedelta(days=1))
+    response = admin_client_.post(TASKS, {'action': 'enable_tasks',
+                                          '_selected_action': [task.pk]}, follow=True)
+    assert 'No run left before their end, so finished and to be deleted: nightly.' in \
+        said(response)
+    assert Task.objects.get(pk=task.pk).finished_at is not None
+
+
+def test_saving_a_task_with_no_run_before_its_end_warns_that_it_is_finished(admin_client_):
+    task = make(end_running=timezone.now() + dt.timedelta(days=7))
+    day = timezone.localtime() + dt.timedelta(days=21)
+    response = send(admin_client_, task, open_form(admin_client_, task),
+                    schedule='0 0 %d %d *' % (day.day, day.month))
+    assert 'This task has no run left before its end, so it is finished' in said(response)
+    assert Task.objects.get(pk=task.pk).finished_at is not None
+
+
 def test_non_staff_users_are_refused():
     make()
     client = client_for('change_task', 'view_task', staff=False)
@@ -583,6 +610,9 @@ def test_timeout_and_retries_are_on_the_form_with_examples(admin_client_):
     ('timeout', '-1', 'timeout must be a number of seconds greater than 0'),
     ('end_running_0', '2001-01-01', 'is in the past'),
     ('label', 'x' * 256, 'at most 255'),
+    ('retry_delay', '1e12', 'retry_delay must be at most 31536000 seconds (365 days)'),
+    ('timeout', '31536001', 'timeout must be at most 31536000 seconds'),
+    ('retries', '2147483647', 'retries must be at most 2147483646'),
 ])
 def test_bad_values_are_refused_on_the_field(admin_client_, field, bad, says):
     task = make()

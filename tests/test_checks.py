@@ -142,7 +142,8 @@ def test_use_tz_off_is_an_error():
 
 
 @pytest.mark.parametrize('value, ok', [(None, True), (300, True), (0.5, True), (0, False),
-                                       (-5, False), ('300', False), (float('inf'), False)])
+                                       (-5, False), ('300', False), (float('inf'), False),
+                                       (365 * 24 * 3600, True), (1e12, False)])
 def test_default_timeout(value, ok):
     with override_settings(SISY_DEFAULT_TIMEOUT=value):
         problems = sisy_checks.check_settings()

@@ -178,6 +178,14 @@ def test_unstorable_userdata_is_an_error_that_keeps_the_old_data(worker, soon):
     assert Task.objects.get(pk=task.pk).userdata == {'keep': 1}
 
 
+def test_userdata_a_function_made_contain_itself_is_a_run_error_not_a_crash(worker, soon):
+    task = make(tasks.store_loop, when=soon, userdata={'keep': 1})
+    worker.tick(soon)
+    run = TaskRun.objects.get()
+    assert run.status == 'error' and "userdata['me'] is userdata itself" in run.error
+    assert Task.objects.get(pk=task.pk).userdata == {'keep': 1}
+
+
 def test_removed_function_disables_the_task_once(worker, soon):
     task = make(label='orphan', when=soon)
     Task.objects.filter(pk=task.pk).update(

@@ -8,9 +8,11 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from sisy.models import Task, task_with_callable, taskinfo_with_label
+from sisy import dispatch
+from sisy.models import Task, TaskRun, task_with_callable, taskinfo_with_label
 from sisy.schedule import InvalidSchedule
 from tests.testapp import tasks
+from tests.testapp.models import Call
 
 pytestmark = pytest.mark.django_db
 PATH = 'tests.testapp.tasks.record'
@@ -247,3 +249,113 @@ def test_taskinfo_with_label():
 def test_funcinfo_is_json_with_no_code():
     task = task_with_callable(tasks.record)
     assert json.loads(task._func_info) == task.funcinfo
+
+
+# -- no slot left before the end -----------------------------------------------------------
+
+def slot_weeks_away():
+    """A yearly schedule whose one slot is three weeks from now."""
+    day = timezone.localtime() + dt.timedelta(days=21)
+    return '0 0 %d %d *' % (day.day, day.month)
+
+
+def in_days(days):
+    return timezone.now() + dt.timedelta(days=days)
+
+
+def test_a_task_whose_end_comes_before_its_first_slot_is_finished_and_reaped(worker, soon,
+                                                                             caplog):
+    task = task_with_callable(PATH, label='too-short', schedule=slot_weeks_away(),
+                              end_running=in_days(7))
+    task.save()
+    fresh = Task.objects.get(pk=task.pk)
+    assert fresh.next_run is None and fresh.finished_at is not None
+    assert "Task 'too-short' has no slot left before its end" in caplog.text
+    worker.tick(soon)
+    assert not Task.objects.filter(pk=task.pk).exists()
+
+
+def test_enabling_a_task_whose_end_passed_while_it_was_disabled_finishes_it(worker, soon):
+    task = task_with_callable(PATH, schedule='0 3 * * *', end_running=in_days(7))
+    task.save()
+    task.enabled = False
+    task.save()
+    Task.objects.filter(pk=task.pk).update(next_run=in_days(-9), end_running=in_days(-2))
+    task = Task.objects.get(pk=task.pk)  # nine days later, as the admin loads it
+    task.enabled = True
+    task.save()
+    fresh = Task.objects.get(pk=task.pk)
+    assert fresh.next_run is None and fresh.finished_at is not None
+    worker.tick(soon)
+    assert not Task.objects.filter(pk=task.pk).exists() and Call.objects.count() == 0
+
+
+def test_a_new_schedule_with_no_slot_before_the_end_finishes_the_task():
+    task = task_with_callable(PATH, schedule='* * * * *', end_running=in_days(7))
+    task.save()
+    task.schedule = slot_weeks_away()
+    task.save()
+    fresh = Task.objects.get(pk=task.pk)
+    assert fresh.next_run is None and fresh.finished_at is not None
+
+
+def test_a_task_saved_finished_gets_no_slot_from_a_later_edit():
+    task = task_with_callable(PATH, schedule=slot_weeks_away(), end_running=in_days(7))
+    task.save()
+    finished_at = task.finished_at
+    task.schedule, task.end_running = '* * * * *', in_days(60)
+    task.save()
+    fresh = Task.objects.get(pk=task.pk)
+    assert finished_at is not None
+    assert fresh.next_run is None and fresh.finished_at == finished_at
+    assert fresh.planned_runs(timezone.now(), 5) == []
+
+
+def test_a_disabled_task_with_no_slot_before_its_end_is_kept_for_its_operator():
+    task = task_with_callable(PATH, schedule=slot_weeks_away(), end_running=in_days(7),
+                              enabled=False)
+    task.save()
+    assert task.finished_at is None
+    task.end_running, task.enabled = in_days(60), True
+    task.save()
+    assert task.next_run is not None and task.finished_at is None
+
+
+# -- wait_for_schedule=False: only the first run is immediate -----------------------------
+
+def test_editing_a_started_task_that_does_not_wait_keeps_it_on_its_schedule(worker, soon):
+    task = task_with_callable(PATH, label='nightly', schedule='0 3 * * *',
+                              wait_for_schedule=False)
+    task.save()
+    assert task.next_run <= timezone.now()  # the first run is at once
+    worker.tick(soon)
+    assert Call.objects.count() == 1
+    task = Task.objects.get(pk=task.pk)
+    task.schedule = '0 4 * * *'
+    task.save()
+    local = timezone.localtime(task.next_run)
+    assert task.next_run > soon and (local.hour, local.minute) == (4, 0)
+    assert Task.objects.get(pk=task.pk).next_run == task.next_run
+
+
+def test_re_enabling_a_claimed_task_that_does_not_wait_keeps_it_on_its_schedule(soon):
+    task = task_with_callable(PATH, schedule='0 3 * * *', wait_for_schedule=False)
+    task.save()
+    dispatch.claim_due_tasks(soon)  # its first run is claimed, not yet run
+    assert TaskRun.objects.filter(task=task).count() == 1
+    for enabled in (False, True):
+        task = Task.objects.get(pk=task.pk)
+        task.enabled = enabled
+        task.save()
+    local = timezone.localtime(task.next_run)
+    assert task.next_run > soon and (local.hour, local.minute) == (3, 0)
+
+
+def test_an_edit_before_the_first_run_keeps_that_run_immediate():
+    task = task_with_callable(PATH, schedule='0 0 1 1 *', wait_for_schedule=False,
+                              start_running=in_days(1))
+    task.save()
+    later = in_days(2)
+    task.start_running = later
+    task.save()
+    assert task.next_run == later

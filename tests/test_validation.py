@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
-from sisy.models import Task, task_with_callable
+from sisy.models import Task, TaskRun, task_with_callable
 
 pytestmark = pytest.mark.django_db
 PATH = 'tests.testapp.tasks.record'
@@ -24,6 +24,13 @@ LONG_SCHEDULE = ' '.join(','.join(str(n) for n in values) for values in (
     range(60), range(24), range(1, 32), range(1, 13), range(7)))
 LATER = timezone.now() + dt.timedelta(days=30)
 EARLIER = timezone.now() - dt.timedelta(days=1)
+YEAR = 365 * 24 * 3600
+LOOP = {'name': 'me'}
+LOOP['me'] = LOOP  # userdata that contains itself
+DEEP = []
+for _ in range(5000):  # deeper than Python's recursion limit
+    DEEP = [DEEP]
+DEEP_CASE = {'deep': DEEP}
 
 # field, bad value, other fields it needs, what the message must say
 CASES = [
@@ -35,6 +42,7 @@ CASES = [
     ('iterations', -1, {}, ['iterations must be a whole number, 0 (run forever) or more',
                             'got -1']),
     ('iterations', 1.5, {}, ['got 1.5']),
+    ('iterations', 2 ** 31, {}, ['iterations must be at most 2147483647', 'got 2147483648']),
     ('label', 'x' * 300, {}, ['300 characters long', 'at most 255', "'xxxxxxxx"]),
     ('schedule', LONG_SCHEDULE, {}, ['%d characters long' % len(LONG_SCHEDULE), 'at most 200',
                                      "'0,1,2,3"]),
@@ -44,15 +52,24 @@ CASES = [
     ('timeout', INF, {}, ['got inf']),
     ('timeout', '30', {}, ["got '30'"]),
     ('timeout', True, {}, ['got True']),
+    ('timeout', YEAR + 1, {}, ['timeout must be at most 31536000 seconds (365 days)',
+                               'got 31536001']),
     ('retries', -1, {}, ['retries must be a whole number, 0 (no retries) or more', 'got -1']),
     ('retries', 2.5, {}, ['got 2.5']),
+    ('retries', 2 ** 31 - 1, {}, ['retries must be at most 2147483646', 'retries + 1',
+                                  'got 2147483647']),
     ('retry_delay', -1, {}, ['retry_delay must be a number of seconds, 0 or more', 'got -1']),
     ('retry_delay', INF, {}, ['got inf']),
     ('retry_delay', NAN, {}, ['got nan']),
+    ('retry_delay', 1e12, {}, ['retry_delay must be at most 31536000 seconds (365 days)',
+                               'got 1000000000000.0']),
     ('userdata', {'x': NAN}, {}, ["userdata['x'] is nan", 'no NaN or Infinity']),
     ('userdata', {'a': {'b': [1, -INF]}}, {}, ["userdata['a']['b'][1] is -inf"]),
+    ('userdata', LOOP, {}, ["['me'] is userdata", 'contains itself']),
+    ('userdata', DEEP_CASE, {}, ['userdata is nested deeper than JSON can store']),
 ]
-IDS = ['%s=%s' % (case[0], str(case[1])[:12]) for case in CASES]
+IDS = ['%s=%s' % (case[0], 'deep' if case[1] is DEEP_CASE else str(case[1])[:12])
+       for case in CASES]
 
 
 def put(task, field, bad):
@@ -132,6 +149,8 @@ def test_a_task_whose_end_has_passed_can_still_be_edited():
     (Task.run_iterations, {'iterations': 2, 'timeout': 0}, 'got 0'),
     (Task.run_iterations, {'label': 'y' * 256}, '256 characters long; at most 255'),
     (Task.run_iterations, {'schedule': LONG_SCHEDULE}, 'at most 200'),
+    (Task.run_iterations, {'iterations': 2 ** 31}, '1 to 2147483647; got 2147483648'),
+    (Task.run_once, {'timeout': 1e12}, 'at most 31536000 seconds'),
 ])
 def test_run_once_and_run_iterations_refuse_before_saving(helper, keywords, says):
     with pytest.raises(ValueError) as error:
@@ -162,3 +181,17 @@ def test_timeout_and_retries_are_accepted_by_the_factory():
     task = task_with_callable(PATH, timeout=5, retries=2, retry_delay=0)
     task.save()
     assert Task.objects.filter(timeout=5, retries=2, retry_delay=0).count() == 1
+
+
+def test_the_largest_counts_and_delays_allowed_are_saved_and_a_retry_can_be_timed():
+    task = task_with_callable(PATH, iterations=2 ** 31 - 1, retries=2 ** 31 - 2,
+                              timeout=YEAR, retry_delay=YEAR)
+    task.full_clean()
+    task.save()
+    fresh = Task.objects.get()
+    assert (fresh.iterations, fresh.retries, fresh.timeout, fresh.retry_delay) == \
+        (2 ** 31 - 1, 2 ** 31 - 2, YEAR, YEAR)
+    last_attempt = TaskRun.objects.create(task=fresh, task_label=fresh.label,
+                                          scheduled_for=timezone.now(), attempt=fresh.retries + 1)
+    assert last_attempt.attempt == 2 ** 31 - 1
+    assert timezone.now() + dt.timedelta(seconds=fresh.retry_delay) > timezone.now()

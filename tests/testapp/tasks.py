@@ -23,6 +23,11 @@ def store_unserializable(message):
     message['task'].userdata['bad'] = object()
 
 
+def store_loop(message):
+    userdata = message['task'].userdata
+    userdata['me'] = userdata
+
+
 def two_args(message, extra):
     pass
 
