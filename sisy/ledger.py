@@ -98,9 +98,8 @@ def _holders(run_ids):
     rows = (TaskRun.objects.filter(pk__in=run_ids).order_by()
             .annotate(held_slot=Subquery(earlier.values('scheduled_for')[:1]),
                       held_until=Subquery(earlier.values('finished_at')[:1]))
-            .filter(held_until__isnull=False)
             .values_list('task_id', 'held_slot', 'held_until'))
-    return {task_id: (slot, until) for task_id, slot, until in rows}
+    return {task_id: (slot, until) for task_id, slot, until in rows if until is not None}
 
 
 def _insert_batch(rows):
