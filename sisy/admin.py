@@ -597,6 +597,38 @@ def _labels(queryset, limit=10):
     return ', '.join(labels[:limit]) + more
 
 
+class TaskLabelFilter(admin.SimpleListFilter):
+    """Runs by their task's label, typed in; the labels are listed only when they are few.
+
+    Listing every task would make each page of the history grow with the task
+    table. A label also finds the runs of one-off jobs whose tasks are gone.
+    """
+
+    title = 'task label'
+    parameter_name = 'task_label'
+    template = 'admin/sisy/taskrun/label_filter.html'
+    LISTED = 20
+
+    def lookups(self, request, model_admin):
+        labels = list(Task.objects.order_by('label').values_list('label', flat=True)
+                      .distinct()[:self.LISTED + 1])
+        return [] if len(labels) > self.LISTED else [(label, label) for label in labels]
+
+    def has_output(self):
+        return True  # the text box, even with no label listed
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(task_label=self.value())
+        return queryset
+
+    def choices(self, changelist):
+        # The box's form keeps the page's other filters and search, as the search box does.
+        self.kept = sorted((name, value) for name, value in changelist.params.items()
+                           if name not in (self.parameter_name, 'p'))
+        return super().choices(changelist)
+
+
 @admin.register(TaskRun)
 class TaskRunAdmin(admin.ModelAdmin):
     """Read-only: runs are written by Sisy, and deleting an active one would block its task.
@@ -607,7 +639,7 @@ class TaskRunAdmin(admin.ModelAdmin):
 
     list_display = ('scheduled_local', 'task_link', 'attempt', 'status', 'stop_requested',
                     'started_local', 'duration_text', 'host', 'pid', 'error_line')
-    list_filter = ('status', 'task')
+    list_filter = ('status', TaskLabelFilter)
     search_fields = ('task_label', 'error', 'host')
     fields = ('task_link', 'task_label', 'attempt', 'status', 'stop_requested', 'scheduled_local',
               'started_local', 'finished_local', 'duration_text', 'host', 'pid', 'error_text')

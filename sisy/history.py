@@ -1,7 +1,8 @@
 """Keep the run history bounded: finished runs older than SISY_RUN_HISTORY_DAYS go.
 
 Ticks call `prune_now_and_then()`; it deletes at most once per PRUNE_INTERVAL in
-a process, with one DELETE on the indexed `created_at` column.
+a process, with one DELETE on the indexed `created_at` column. The ledger's
+events and the tick records of workers gone for as long go with them.
 """
 
 import datetime as dt
@@ -9,10 +10,11 @@ import logging
 import threading
 import time
 
+from django.db.models import Max
 from django.utils import timezone
 
 from sisy.conf import setting
-from sisy.models import SlotEvent, TaskRun
+from sisy.models import SlotEvent, TaskRun, TickRecord
 
 log = logging.getLogger('sisy.history')
 
@@ -41,9 +43,24 @@ def prune_runs(now):
         return 0
     deleted, _ = TaskRun.objects.filter(created_at__lt=cutoff, status__in=TaskRun.DONE).delete()
     SlotEvent.objects.filter(created_at__lt=cutoff).delete()
+    prune_ticks(cutoff)
     if deleted:
         log.info('Deleted %d run record(s) older than %s days', deleted, days)
     return deleted
+
+
+def prune_ticks(cutoff):
+    """Delete the tick records of workers that have handled no tick since `cutoff`.
+
+    The rows holding the newest tick and the newest handling stay, whatever
+    their age: health and metrics read the one, the ledger the other, so a
+    scheduler stopped for longer than the history still shows when it last ran.
+    """
+    newest = TickRecord.objects.aggregate(tick=Max('tick'), handled=Max('processed_at'))
+    if newest['handled'] is None:
+        return
+    TickRecord.objects.filter(processed_at__lt=min(cutoff, newest['handled']),
+                              tick__lt=newest['tick']).delete()
 
 
 def prune_now_and_then(clock=time.monotonic):

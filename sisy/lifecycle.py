@@ -70,7 +70,7 @@ def claim(tasks, when):
             made = [pair for pair in map(_claim_one, claims) if pair is not None]
         claimed = {task_id for _, task_id in made}
         won = [task for task in tasks if task.pk in claimed]
-        ledger.note_claims(won, when, [task for task in won if ledger.is_late(task, when)])
+        ledger.note_claims(won, when, {task_id: run_id for run_id, task_id in made})
     return [run_id for run_id, _ in made]
 
 

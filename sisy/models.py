@@ -471,6 +471,8 @@ class TaskRun(models.Model):
             models.Index(fields=['status', 'id'], name='sisy_run_waiting'),
             models.Index(fields=['status', 'lease_until'], name='sisy_run_lease'),
             models.Index(fields=['task', 'status'], name='sisy_run_task'),
+            # The run that held a late slot back: the newest ends of one task's runs.
+            models.Index(fields=['task', 'finished_at'], name='sisy_run_task_finished'),
         ]
 
     def __str__(self):

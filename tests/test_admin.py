@@ -456,6 +456,51 @@ def test_run_history_is_browsable_by_task_and_read_only(admin_client_, worker, s
     assert TaskRun.objects.filter(pk=run.pk).exists()
 
 
+
+def test_run_history_filters_by_task_label_even_of_deleted_tasks(admin_client_, worker, soon):
+    make('report', '* * * * *')
+    make('cleanup', '* * * * *')
+    Task.objects.update(next_run=soon)
+    worker.tick(soon)
+    TaskRun.objects.create(task=None, task_label='report', scheduled_for=soon - dt.timedelta(
+        days=1), status='ok')  # a run of an earlier task of that label, since deleted
+    page = admin_client_.get(RUNS)
+    assert 'By task label' in text(page)
+    assert '?task_label=cleanup' in text(page)  # few labels: listed as links
+    found = rows(admin_client_.get(RUNS, {'task_label': 'report'}))
+    assert found.count('class="row') == 2 and 'cleanup' not in found
+    assert '>report</a>' in found and 'report (deleted)' in found
+    # The box keeps the other filters when a label is typed in.
+    box = text(admin_client_.get(RUNS, {'status__exact': 'ok'}))
+    assert '<input type="hidden" name="status__exact" value="ok">' in box
+
+
+def test_the_run_history_page_does_not_grow_with_the_task_table(admin_client_, soon):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    info = task_with_callable(tasks.record)._func_info
+    userdata = json.dumps({'notes': 'x' * 200})
+
+    def add_tasks(count):
+        first = Task.objects.count()
+        Task.objects.bulk_create([
+            Task(label='task-%d' % number, _func_info=info, _extra_data=userdata, next_run=soon)
+            for number in range(first, first + count)])
+
+    def history_page():
+        with CaptureQueriesContext(connection) as captured:
+            page = admin_client_.get(RUNS).content
+        return len(page), len(captured.captured_queries)
+
+    add_tasks(30)
+    TaskRun.objects.create(task=Task.objects.first(), task_label='task-0', scheduled_for=soon)
+    size, queries = history_page()
+    add_tasks(2000)
+    grown, more_queries = history_page()
+    assert more_queries == queries
+    assert abs(grown - size) < 200, (size, grown)
+
 # -- editing what workers change: a form posted as a browser posts it ---------------------
 
 class FormReader(HTMLParser):

@@ -6,8 +6,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from sisy import history
-from sisy.models import Task, TaskRun, task_with_callable
+from sisy import health, history
+from sisy.models import Task, TaskRun, TickRecord, task_with_callable
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -76,3 +76,36 @@ def test_a_tick_prunes_the_history(worker, soon, fresh_throttle):
     worker.tick(soon)
     assert not TaskRun.objects.filter(pk=old).exists()
     Task.objects.get(pk=task.pk)  # the task itself stays
+
+
+def ticked(worker, age_days):
+    """The tick record of a worker that last handled a tick `age_days` ago."""
+    when = timezone.now() - age_days * DAY
+    return TickRecord.objects.create(worker=worker, tick=when, processed_at=when).pk
+
+
+def test_tick_records_of_workers_gone_longer_than_the_history_are_deleted():
+    ticked('gone', 45)
+    ticked('restarted since', 31)
+    recent = {ticked('busy', 29), ticked('live', 0)}
+    last = health.last_tick()
+    history.prune_runs(timezone.now())
+    assert set(TickRecord.objects.values_list('pk', flat=True)) == recent
+    assert health.last_tick() == last
+
+
+def test_the_last_tick_record_stays_however_old():
+    ticked('older', 90)
+    newest = ticked('stopped', 60)
+    last = health.last_tick()
+    history.prune_runs(timezone.now())
+    assert list(TickRecord.objects.values_list('pk', flat=True)) == [newest]
+    assert health.last_tick() == last  # the health check still says how long ago
+
+
+@override_settings(SISY_RUN_HISTORY_DAYS=None)
+def test_none_keeps_the_tick_records_too():
+    ticked('gone', 3650)
+    ticked('live', 0)
+    history.prune_runs(timezone.now())
+    assert TickRecord.objects.count() == 2

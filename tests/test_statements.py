@@ -5,6 +5,7 @@ is not a round trip with PostgreSQL's driver and is one cheap call on SQLite.
 """
 
 import contextlib
+import datetime as dt
 
 import pytest
 from django.db import connection
@@ -12,7 +13,7 @@ from django.db.backends.utils import CursorDebugWrapper
 from django.test.utils import CaptureQueriesContext
 
 from sisy import dispatch, queries, runner
-from sisy.models import Task, task_with_callable
+from sisy.models import SlotEvent, Task, TaskRun, TickRecord, task_with_callable
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,6 +97,31 @@ def test_a_claimed_batch_costs_three_statements_whatever_its_size(size, soon):
     # Per batch: read the due tasks, claim them and create their runs (one statement on
     # PostgreSQL, two on SQLite); a last, empty read ends the loop when a batch was full.
     assert len(statements(captured)) <= 3 * batches + 1, statements(captured)
+
+
+@pytest.mark.parametrize('kind', ['recurring', 'one-off'])
+@pytest.mark.parametrize('size', [10, 400])
+def test_late_claims_cost_three_more_statements_per_batch_whatever_their_number(
+        kind, size, soon, sql_path):
+    """The first tick after an outage (or a burst of one-off jobs) claims late: the
+    ledger tells every late slot apart with a query for the batch, not one per task."""
+    due_tasks(kind, size, soon)
+    Task.objects.update(next_run=soon)
+    held = Task.objects.order_by('pk').first()
+    TaskRun.objects.create(task=held, task_label=held.label, scheduled_for=soon - dt.timedelta(
+        minutes=1), status=TaskRun.OK, finished_at=soon + dt.timedelta(minutes=30))
+    TickRecord.objects.create(worker='w', tick=soon - dt.timedelta(minutes=1), processed_at=soon)
+    with CaptureQueriesContext(connection) as captured:
+        claimed = dispatch.claim_due_tasks(soon + dt.timedelta(hours=1))
+    assert len(claimed) == size
+    kinds = list(SlotEvent.objects.order_by('task_id').values_list('kind', flat=True))
+    assert kinds == [SlotEvent.HELD_BACK] + [SlotEvent.NO_TICK] * (size - 1)
+    batches = 1 if size < dispatch.FIRST_BATCH else 1 + size // dispatch.CLAIM_BATCH + 1
+    if sql_path == 'portable':
+        return  # the portable claim itself costs two statements a task
+    # Per batch: the claim's three, then the last tick, the runs that held slots
+    # back, and the events in one insert.
+    assert len(statements(captured)) <= 6 * batches + 1, statements(captured)
 
 
 def test_an_sqlite_without_returning_gets_the_portable_path(monkeypatch):

@@ -124,6 +124,10 @@ class Migration(migrations.Migration):
             index=models.Index(fields=['task', 'status'], name='sisy_run_task'),
         ),
         migrations.AddIndex(
+            model_name='taskrun',
+            index=models.Index(fields=['task', 'finished_at'], name='sisy_run_task_finished'),
+        ),
+        migrations.AddIndex(
             model_name='slotevent',
             index=models.Index(fields=['task', 'first_slot'], name='sisy_event_task'),
         ),
