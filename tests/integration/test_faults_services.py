@@ -5,6 +5,7 @@ never on the machine's shared PostgreSQL and Redis.
 """
 
 import math
+import os
 import signal
 import time
 
@@ -19,6 +20,8 @@ from tests.integration.test_processes import probe_count
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 POSTGRESQL_REDIS = pytest.mark.parametrize('private_cluster', ['postgresql-redis'], indirect=True)
+# How long the Redis freeze test keeps Redis frozen once the heartbeat has said so.
+FROZEN_SECONDS = float(os.environ.get('SISY_IT_FROZEN_SECONDS', 5))
 
 
 def shared_pg(sql):
@@ -126,6 +129,43 @@ def test_the_heartbeat_rides_out_a_redis_restart(private_cluster, private_redis)
     assert all(tick == int(tick) for tick in ticks.seen), ticks.seen
     after = [int(tick) for tick in ticks.seen]
     assert after[0] >= math.floor(back) - 1, (back, after)
+    assert after == list(range(after[0], after[0] + len(after))), after
+    assert heartbeat.stop() == 0, heartbeat.log()
+    private_cluster.check_health()
+
+
+@POSTGRESQL_REDIS
+def test_the_heartbeat_says_so_while_redis_is_frozen_and_resumes_on_the_current_tick(
+        private_cluster, private_redis):
+    heartbeat = private_cluster.start_heartbeat()
+    ticks = Ticks(private_cluster)
+    wait_until(lambda: len(ticks.read()) >= 2, 10, message='ticks before the freeze')
+    ticks.seen = []
+    private_redis.freeze()  # takes connections, answers nothing
+    try:
+        # The period is 1 s: the next tick hangs within 1 s, and is reported 1 s later.
+        wait_until(lambda: 'has not gone out' in heartbeat.log(), 5,
+                   message='the warning of the hung send')
+        time.sleep(FROZEN_SECONDS)  # the stall itself, not a wait for a condition
+    finally:
+        private_redis.thaw()
+    thawed = time.time()
+    wait_until(lambda: len(ticks.read()) >= 2, 1.5, interval=0.05,
+               message='the hung tick and the current one')
+    wait_until(lambda: ticks.read()[-1] >= math.floor(thawed) + 2, 5,
+               message='ticks after the freeze')
+
+    assert heartbeat.alive(), heartbeat.log()
+    log = heartbeat.log()
+    assert log.count('has not gone out') == 1, log
+    assert log.count('answers again') == 1, log
+    hung = float(log.split(' has not gone out')[0].rsplit('Tick ', 1)[1])
+    # The hung tick goes out late when Redis answers (workers ignore it as stale);
+    # then the current tick at once, not the ones in between, and on one per period.
+    assert ticks.seen[0] == hung, (hung, ticks.seen)
+    after = [int(tick) for tick in ticks.seen[1:]]
+    assert after == ticks.seen[1:], ticks.seen
+    assert math.floor(thawed) <= after[0] <= math.floor(thawed) + 1, (thawed, after)
     assert after == list(range(after[0], after[0] + len(after))), after
     assert heartbeat.stop() == 0, heartbeat.log()
     private_cluster.check_health()
