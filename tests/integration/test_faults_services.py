@@ -219,6 +219,13 @@ def test_a_postgresql_restart_during_steady_runs_leaves_nothing_stuck_or_misreco
     db = cluster.db
     cluster.scenario('make_tasks', specs=[{'label': 'every-2s', 'schedule': '* * * * * */2'}])
     wait_until(lambda: probe_count(db, 'every-2s') >= 3, 30, message='runs before the outage')
+    # A function under way when the database goes: it wakes up in the outage and
+    # handles its own error, which leaves its worker's connection closed.
+    cluster.scenario('make_tasks', specs=[{
+        'label': 'sleeper', 'function': 'tests.integration.probe.tasks.sleep_then_record',
+        'iterations': 1, 'wait_for_schedule': False}])
+    wait_until(lambda: db.rows("SELECT status FROM sisy_taskrun WHERE task_label = 'sleeper'")
+               == [('running',)], 10, interval=0.05, message='the sleeper to start')
     private_postgres.restart(down_seconds=3)
     after = probe_count(db, 'every-2s')
     wait_until(lambda: probe_count(db, 'every-2s') >= after + 4, 40,
@@ -238,6 +245,13 @@ def test_a_postgresql_restart_during_steady_runs_leaves_nothing_stuck_or_misreco
     assert db.value("SELECT COUNT(*) FROM sisy_task WHERE running = %s AND id NOT IN "
                     "(SELECT task_id FROM sisy_taskrun WHERE task_id IS NOT NULL AND "
                     "status IN ('pending', 'running'))" % 'true') == 0
+    assert db.rows("SELECT status FROM sisy_taskrun WHERE task_label = 'sleeper'") \
+        == [('ok',)]
     for worker in cluster.named('sisy-worker'):
-        assert worker.alive(), '%s died:\n%s' % (worker.name, worker.log()[-3000:])
-        assert 'Traceback' not in worker.log(), worker.log()[-3000:]
+        log = worker.log()
+        assert worker.alive(), '%s died:\n%s' % (worker.name, log[-3000:])
+        assert 'Traceback' not in log and 'Error processing message' not in log, log[-3000:]
+        # One outage: at most one line from the watchdog when it starts, one when it ends.
+        outage = log.count('The watchdog could not reach the database')
+        assert outage <= 1 and log.count('The watchdog reaches the database again') == outage, \
+            log[-3000:]
