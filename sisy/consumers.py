@@ -9,7 +9,7 @@ import functools
 import logging
 import math
 
-from django.db import DatabaseError
+from django.db import Error
 from django.utils import timezone
 
 from sisy import dispatch, runner
@@ -19,12 +19,16 @@ log = logging.getLogger('sisy.consumers')
 
 
 def survives_database_errors(consumer):
-    """Log a database error in `consumer` as one line instead of a traceback."""
+    """Log a database error in `consumer` as one line instead of a traceback.
+
+    Any of Django's database errors: a connection the server closed under it
+    raises InterfaceError, which is not a DatabaseError.
+    """
     @functools.wraps(consumer)
     def wrapped(message):
         try:
             return consumer(message)
-        except DatabaseError as error:
+        except Error as error:
             log.warning('%s on %s could not reach the database (%s); a later tick repairs '
                         'what was left undone', consumer.__name__,
                         getattr(getattr(message, 'channel', None), 'name', '?'),

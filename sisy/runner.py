@@ -471,6 +471,7 @@ class Watchdog:
     lock = threading.Lock()
     batches = set()
     thread = None
+    outage_since = None  # monotonic time the database stopped answering it, or None
 
     @classmethod
     def tend(cls, batch):
@@ -491,17 +492,39 @@ class Watchdog:
             time.sleep(WATCH_INTERVAL)
             with cls.lock:
                 batches = list(cls.batches)
+            failure = None
             for batch in batches:
                 try:
                     batch.tend(time.monotonic())
-                except Error as failure:
+                except Error as error:
                     # A passing error must not end the rounds, or a long run is declared lost.
-                    log.warning('The watchdog could not reach the database: %s; retrying',
-                                _first_line(failure))
+                    failure = error
                 except Exception:
                     log.exception('The watchdog failed tending a batch; it goes on')
+            cls._note_outage(failure)
             # Its database work is a statement every few seconds at most: hold no session.
             connection.close()
+
+    @classmethod
+    def _note_outage(cls, failure):
+        """Log one line when the database stops answering the watchdog, one when it answers.
+
+        Rounds come every WATCH_INTERVAL: a line per failed round would flood the log.
+        """
+        if failure is not None:
+            if cls.outage_since is None:
+                cls.outage_since = time.monotonic()
+                log.warning('The watchdog could not reach the database: %s; it keeps trying '
+                            'every %s s', _first_line(failure), WATCH_INTERVAL)
+            else:
+                log.debug('The watchdog still cannot reach the database: %s',
+                          _first_line(failure))
+        # The connection is closed after every round: one open now was opened by this
+        # round's work, so the database answered (a round with nothing to write proves nothing).
+        elif cls.outage_since is not None and connection.connection is not None:
+            log.warning('The watchdog reaches the database again, after %.1f s',
+                        time.monotonic() - cls.outage_since)
+            cls.outage_since = None
 
 
 class RunWatch:

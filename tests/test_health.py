@@ -7,7 +7,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -191,12 +191,16 @@ def test_bad_options_are_refused(args, message):
         run_health(*args)
 
 
-def test_a_database_it_cannot_read_is_a_problem(monkeypatch):
+@pytest.mark.parametrize('error, line', [
+    (DatabaseError('could not connect to server: Connection refused\n\tIs it up?'),
+     'could not connect to server: Connection refused'),
+    (InterfaceError('connection already closed'), 'connection already closed'),
+])
+def test_a_database_it_cannot_read_is_a_problem(monkeypatch, error, line):
     def fail(*args, **kwargs):
-        raise DatabaseError('could not connect to server: Connection refused\n\tIs it up?')
+        raise error
     monkeypatch.setattr(health, 'problems', fail)
-    assert problems_of() == ["cannot read Sisy's tables: could not connect to server: "
-                             "Connection refused"]
+    assert problems_of() == ["cannot read Sisy's tables: " + line]
 
 
 def test_the_banner_takes_two_queries(django_assert_num_queries):

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -183,6 +184,93 @@ def test_a_stopped_heartbeat_sends_nothing(layer):
     clock.stopped = True
     assert Heartbeat('sisy.heartbeat', 5, clock=clock, stop=clock).run() == 0
     assert sent_ticks(layer) == []
+
+
+class HangingChannel:
+    """The heartbeat's real channel, except that its first send hangs until `answer()`.
+
+    The hang lasts `stall` seconds of the fake clock: a frozen Redis that answers later.
+    """
+
+    def __init__(self, channel, clock, stall):
+        self.channel, self.clock, self.stall = channel, clock, stall
+        self.name, self.channel_layer = channel.name, channel.channel_layer
+        self.hanging, self.answered = threading.Event(), threading.Event()
+        self.sends = 0
+
+    def send(self, content, immediately=False):
+        self.sends += 1
+        if self.sends == 1:
+            self.hanging.set()
+            assert self.answered.wait(10), 'the test never let the layer answer'
+            self.clock.now += self.stall
+        self.channel.send(content, immediately=immediately)
+
+    def answer(self):
+        self.answered.set()
+
+
+def hanging_heartbeat(frequency, stall, start=1000000.0):
+    clock = FakeTime(start=start)
+    beat = Heartbeat('sisy.heartbeat', frequency, clock=clock, stop=clock)
+    beat.channel = HangingChannel(beat.channel, clock, stall)
+    beat.stall_warning = 0.5  # real seconds, to keep the test short
+    return beat, clock
+
+
+def in_thread(function, *args):
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def wait_for(predicate, timeout=10, what='condition'):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        time.sleep(0.01)
+
+
+def test_a_send_that_hangs_is_reported_and_the_current_tick_follows_it(layer, caplog):
+    beat, clock = hanging_heartbeat(5, stall=31)
+    thread, result = in_thread(beat.run, 3)
+    wait_for(lambda: messages(caplog, 'has not gone out'), what='the warning of the hang')
+    warning = messages(caplog, 'has not gone out')[0]
+    assert warning.levelname == 'WARNING' and warning.getMessage().startswith(
+        'Tick 1000005 has not gone out on channel sisy.heartbeat after 0.5 s: the channel '
+        'layer takes the connection but does not answer')
+    assert sent_ticks(layer) == [] and thread.is_alive()
+    beat.channel.answer()
+    thread.join(10)
+    assert result == [3]
+    # The tick that hung goes out late (workers ignore it as stale); the current
+    # tick follows at once, then ticks go on on the period's multiples.
+    assert sent_ticks(layer) == [1000005, 1000035, 1000040]
+    assert len(messages(caplog, 'has not gone out')) == 1
+    [back] = messages(caplog, 'answers again')
+    assert back.getMessage().startswith('The channel layer answers again: tick 1000005 went out')
+
+
+def test_a_send_that_hangs_for_less_than_a_period_sends_no_extra_tick(layer, caplog):
+    beat, clock = hanging_heartbeat(60, stall=3)
+    thread, result = in_thread(beat.run, 2)
+    wait_for(lambda: messages(caplog, 'has not gone out'), what='the warning of the hang')
+    beat.channel.answer()
+    thread.join(10)
+    assert result == [2]
+    assert sent_ticks(layer) == [1000020, 1000080]
+
+
+def test_stopping_while_a_send_hangs_ends_the_loop(layer, caplog):
+    beat, clock = hanging_heartbeat(5, stall=0)
+    thread, result = in_thread(beat.run)
+    wait_for(lambda: messages(caplog, 'has not gone out'), what='the warning of the hang')
+    clock.stopped = True
+    thread.join(10)
+    assert result == [0]
+    assert len(messages(caplog, 'Stopped while channel sisy.heartbeat could not be reached')) == 1
+    beat.channel.answer()
 
 
 @override_settings(SISY_HEARTBEAT_FREQUENCY=0.2, SISY_HEARTBEAT_CHANNEL='custom.beat')

@@ -83,3 +83,43 @@ def test_a_signal_during_an_outage_stops_the_command_promptly(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# A layer that takes the tick and never answers (a frozen Redis), a tick due at once.
+HUNG_SCRIPT = '''
+import threading, django
+django.setup()
+from channels import Channel
+from django.core.management import call_command
+from django.test import override_settings
+from sisy import heartbeat
+
+def send(self, content, immediately=False):
+    threading.Event().wait()
+
+Channel.send = send
+heartbeat.next_tick = lambda now, frequency: now
+with override_settings(SISY_HEARTBEAT_FREQUENCY=1):
+    call_command('sisy_heartbeat', verbosity=1)
+'''
+
+
+def test_a_signal_while_a_send_hangs_stops_the_command_promptly(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, DJANGO_SETTINGS_MODULE='tests.settings')
+    log_path = tmp_path / 'heartbeat.log'
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen([sys.executable, '-c', HUNG_SCRIPT], cwd=ROOT, env=env,
+                                   stderr=log)
+    try:
+        wait_for(lambda: 'has not gone out' in log_path.read_text() or process.poll() is not None,
+                 20, 'the warning of the hung send')
+        assert process.poll() is None, log_path.read_text()
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 1.5
+        assert 'Stopped while channel sisy.heartbeat could not be reached' in log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

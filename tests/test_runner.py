@@ -85,6 +85,36 @@ def test_lease_renewal_goes_on_after_a_database_error(monkeypatch, caplog):
     assert 'The watchdog could not reach the database' in caplog.text
 
 
+def test_the_watchdog_logs_a_database_outage_once_when_it_starts_and_once_when_it_ends(
+        monkeypatch, caplog):
+    monkeypatch.setattr(runner.Watchdog, 'outage_since', None, raising=False)
+    caplog.set_level(logging.DEBUG, logger='sisy.runner')
+    down, failed = threading.Event(), []
+    finish = lifecycle.finish_batch
+
+    def finish_unless_down(endings):
+        if down.is_set() and endings:
+            failed.append(time.monotonic())
+            raise OperationalError('server closed the connection unexpectedly')
+        return finish(endings)
+
+    monkeypatch.setattr(lifecycle, 'finish_batch', finish_unless_down)
+    run = running_run()
+    down.set()
+    with RunBatch(lease_length(), None) as batch:
+        # An ending waits for its record: the watchdog tries to write it every round.
+        batch.record(lifecycle.Ending(run, TaskRun.OK, '', run.started_at, timezone.now()))
+        wait_for(lambda: len(failed) >= 8, message='eight failed rounds of the watchdog')
+        down.clear()
+        wait_for(lambda: not batch.endings, message='the ending recorded by the watchdog')
+    lines = [r for r in caplog.records if r.name == 'sisy.runner' and r.levelno >= logging.INFO]
+    assert [r.getMessage().split(':')[0].split(',')[0] for r in lines] == [
+        'The watchdog could not reach the database',
+        'The watchdog reaches the database again']
+    assert 'server closed the connection unexpectedly' in lines[0].getMessage()
+    assert TaskRun.objects.get(pk=run.pk).status == TaskRun.OK
+
+
 def run_task(label, function, **fields):
     """Save a task for `function`, claim its slot and execute the run here; return the run."""
     task = task_with_callable(function, label=label, wait_for_schedule=False, **fields)

@@ -9,6 +9,7 @@ import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -57,9 +58,18 @@ class PrivateRedis:
                    message='redis-server on port %d' % self.port)
         assert self.running(), 'redis-server did not start:\n' + self._log()
 
+    def freeze(self):
+        """Stop the server process (SIGSTOP): connections are accepted, nothing is answered."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self):
+        """Let a frozen server go on (SIGCONT): it answers what waited meanwhile."""
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self):
         """Stop the server; whatever it held is gone (nothing is saved)."""
         if self.running():
+            self.thaw()  # a frozen server would not act on SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(10)

@@ -5,6 +5,7 @@ never on the machine's shared PostgreSQL and Redis.
 """
 
 import math
+import os
 import signal
 import time
 
@@ -19,6 +20,8 @@ from tests.integration.test_processes import probe_count
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 POSTGRESQL_REDIS = pytest.mark.parametrize('private_cluster', ['postgresql-redis'], indirect=True)
+# How long the Redis freeze test keeps Redis frozen once the heartbeat has said so.
+FROZEN_SECONDS = float(os.environ.get('SISY_IT_FROZEN_SECONDS', 5))
 
 
 def shared_pg(sql):
@@ -132,6 +135,43 @@ def test_the_heartbeat_rides_out_a_redis_restart(private_cluster, private_redis)
 
 
 @POSTGRESQL_REDIS
+def test_the_heartbeat_says_so_while_redis_is_frozen_and_resumes_on_the_current_tick(
+        private_cluster, private_redis):
+    heartbeat = private_cluster.start_heartbeat()
+    ticks = Ticks(private_cluster)
+    wait_until(lambda: len(ticks.read()) >= 2, 10, message='ticks before the freeze')
+    ticks.seen = []
+    private_redis.freeze()  # takes connections, answers nothing
+    try:
+        # The period is 1 s: the next tick hangs within 1 s, and is reported 1 s later.
+        wait_until(lambda: 'has not gone out' in heartbeat.log(), 5,
+                   message='the warning of the hung send')
+        time.sleep(FROZEN_SECONDS)  # the stall itself, not a wait for a condition
+    finally:
+        private_redis.thaw()
+    thawed = time.time()
+    wait_until(lambda: len(ticks.read()) >= 2, 1.5, interval=0.05,
+               message='the hung tick and the current one')
+    wait_until(lambda: ticks.read()[-1] >= math.floor(thawed) + 2, 5,
+               message='ticks after the freeze')
+
+    assert heartbeat.alive(), heartbeat.log()
+    log = heartbeat.log()
+    assert log.count('has not gone out') == 1, log
+    assert log.count('answers again') == 1, log
+    hung = float(log.split(' has not gone out')[0].rsplit('Tick ', 1)[1])
+    # The hung tick goes out late when Redis answers (workers ignore it as stale);
+    # then the current tick at once, not the ones in between, and on one per period.
+    assert ticks.seen[0] == hung, (hung, ticks.seen)
+    after = [int(tick) for tick in ticks.seen[1:]]
+    assert after == ticks.seen[1:], ticks.seen
+    assert math.floor(thawed) <= after[0] <= math.floor(thawed) + 1, (thawed, after)
+    assert after == list(range(after[0], after[0] + len(after))), after
+    assert heartbeat.stop() == 0, heartbeat.log()
+    private_cluster.check_health()
+
+
+@POSTGRESQL_REDIS
 def test_sigterm_stops_the_heartbeat_during_an_outage(private_cluster, private_redis):
     heartbeat = private_cluster.start_heartbeat()
     private_redis.stop()
@@ -179,6 +219,13 @@ def test_a_postgresql_restart_during_steady_runs_leaves_nothing_stuck_or_misreco
     db = cluster.db
     cluster.scenario('make_tasks', specs=[{'label': 'every-2s', 'schedule': '* * * * * */2'}])
     wait_until(lambda: probe_count(db, 'every-2s') >= 3, 30, message='runs before the outage')
+    # A function under way when the database goes: it wakes up in the outage and
+    # handles its own error, which leaves its worker's connection closed.
+    cluster.scenario('make_tasks', specs=[{
+        'label': 'sleeper', 'function': 'tests.integration.probe.tasks.sleep_then_record',
+        'iterations': 1, 'wait_for_schedule': False}])
+    wait_until(lambda: db.rows("SELECT status FROM sisy_taskrun WHERE task_label = 'sleeper'")
+               == [('running',)], 10, interval=0.05, message='the sleeper to start')
     private_postgres.restart(down_seconds=3)
     after = probe_count(db, 'every-2s')
     wait_until(lambda: probe_count(db, 'every-2s') >= after + 4, 40,
@@ -198,6 +245,13 @@ def test_a_postgresql_restart_during_steady_runs_leaves_nothing_stuck_or_misreco
     assert db.value("SELECT COUNT(*) FROM sisy_task WHERE running = %s AND id NOT IN "
                     "(SELECT task_id FROM sisy_taskrun WHERE task_id IS NOT NULL AND "
                     "status IN ('pending', 'running'))" % 'true') == 0
+    assert db.rows("SELECT status FROM sisy_taskrun WHERE task_label = 'sleeper'") \
+        == [('ok',)]
     for worker in cluster.named('sisy-worker'):
-        assert worker.alive(), '%s died:\n%s' % (worker.name, worker.log()[-3000:])
-        assert 'Traceback' not in worker.log(), worker.log()[-3000:]
+        log = worker.log()
+        assert worker.alive(), '%s died:\n%s' % (worker.name, log[-3000:])
+        assert 'Traceback' not in log and 'Error processing message' not in log, log[-3000:]
+        # One outage: at most one line from the watchdog when it starts, one when it ends.
+        outage = log.count('The watchdog could not reach the database')
+        assert outage <= 1 and log.count('The watchdog reaches the database again') == outage, \
+            log[-3000:]

@@ -1,5 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.db import Error
 from django.utils import timezone
 
 from sisy import health
@@ -44,7 +44,7 @@ class Command(BaseCommand):
                                        tick_periods=tick_periods, max_wait=max_wait,
                                        failures=failures)
             summary = None if problems else health.summary(now)
-        except DatabaseError as error:
+        except Error as error:  # InterfaceError too: a connection closed under it
             problems = ["cannot read Sisy's tables: %s"
                         % (str(error).strip().splitlines() or [type(error).__name__])[0]]
         if problems:

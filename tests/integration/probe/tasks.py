@@ -3,6 +3,7 @@
 import os
 import time
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from tests.integration.probe.apps import crash_here
@@ -39,3 +40,13 @@ def sleep_a_while(message):
     """Record the call, then keep its worker busy for userdata['seconds']."""
     record(message)
     time.sleep(float(message['task'].userdata.get('seconds', 3)))
+
+
+def sleep_then_record(message):
+    """Sleep userdata['seconds'], then try to record the call, giving up quietly if the
+    database is away: a function that handles its own database errors."""
+    time.sleep(float(message['task'].userdata.get('seconds', 2)))
+    try:
+        record(message)
+    except DatabaseError:
+        pass
