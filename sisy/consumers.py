@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from sisy import dispatch, runner
 from sisy.conf import setting
+from sisy.errors import first_line
 
 log = logging.getLogger('sisy.consumers')
 
@@ -32,7 +33,7 @@ def survives_database_errors(consumer):
             log.warning('%s on %s could not reach the database (%s); a later tick repairs '
                         'what was left undone', consumer.__name__,
                         getattr(getattr(message, 'channel', None), 'name', '?'),
-                        str(error).strip().splitlines()[0] if str(error).strip() else error)
+                        first_line(error))
     return wrapped
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from sisy import history, lifecycle
 from sisy.conf import setting
+from sisy.errors import first_line
 from sisy.heartbeat import next_tick
 from sisy.models import Task, TaskRun, TickRecord
 
@@ -106,7 +107,7 @@ def claim_due_tasks(when, on_first_batch=None):
             if not batch:
                 raise  # not even the due tasks could be read: the database is away
             log.warning('Claiming a batch failed (%s); claiming its tasks one by one',
-                        _first_line(error))
+                        first_line(error))
             run_ids += _claim_one_by_one(batch, when)
         if batch and after is None:
             log.info('Tick %s: claiming due tasks', when.isoformat())
@@ -124,13 +125,9 @@ def _claim_one_by_one(tasks, when):
             run_ids += lifecycle.claim([task], when)
         except DatabaseError as error:
             log.warning('Could not claim task %r for %s (%s); the next tick tries again',
-                        task.label, task.next_run.isoformat(), _first_line(error))
+                        task.label, task.next_run.isoformat(), first_line(error))
     return run_ids
 
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def ring_doorbells(now, count):

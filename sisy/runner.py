@@ -30,7 +30,7 @@ import time
 import traceback
 
 from channels.message import Message
-from django.db import DatabaseError, Error, connection
+from django.db import Error, connection
 from django.utils import timezone
 
 from sisy import dispatch, lifecycle, signals
@@ -190,6 +190,7 @@ def _execute(run, batch):
             outcome, error = TaskRun.ERROR, traceback.format_exc()
             log.exception('Task %r (run %s) raised', task.label, run.pk)
     checkpoint('returned', run)
+    _drop_broken_connection()
     userdata = None
     try:
         if task._userdata is not None:
@@ -201,6 +202,18 @@ def _execute(run, batch):
         log.error('Task %r left userdata that cannot be saved: %s', task.label, bad_data)
     batch.record(Ending(run, outcome, error, started_at, timezone.now(), userdata))
     return outcome
+
+
+def _drop_broken_connection():
+    """Close this thread's connection if the function left it broken (it caught the error).
+
+    Recording the run then opens a fresh one, instead of meeting the dead one
+    and waiting as if the database were away.
+    """
+    if connection.errors_occurred and not connection.in_atomic_block:
+        connection.errors_occurred = False
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
 
 
 def _message_for(run, doorbell):
@@ -251,7 +264,7 @@ class RunBatch:
             with self.lock:
                 self._give_back('this worker stopped taking runs')
         except Error as failure:  # they stay ours until lost-run recovery sees the lease end
-            log.warning('Could not give back runs not started: %s', _first_line(failure))
+            log.warning('Could not give back runs not started: %s', first_line(failure))
         try:
             self._flush_through_outage()
             self._announce()
@@ -460,10 +473,6 @@ def _recorded(endings, ours):
             signals.send_run_finished(ending.run.task, ending.run)
 
 
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
 
 class Watchdog:
     """The one thread per worker process that tends every RunBatch under way."""
@@ -515,10 +524,10 @@ class Watchdog:
             if cls.outage_since is None:
                 cls.outage_since = time.monotonic()
                 log.warning('The watchdog could not reach the database: %s; it keeps trying '
-                            'every %s s', _first_line(failure), WATCH_INTERVAL)
+                            'every %s s', first_line(failure), WATCH_INTERVAL)
             else:
                 log.debug('The watchdog still cannot reach the database: %s',
-                          _first_line(failure))
+                          first_line(failure))
         # The connection is closed after every round: one open now was opened by this
         # round's work, so the database answered (a round with nothing to write proves nothing).
         elif cls.outage_since is not None and connection.connection is not None:

@@ -259,6 +259,19 @@ def test_a_module_that_fails_on_import_still_disables_its_task():
     assert not task.enabled and 'SyntaxError' in task.disabled_reason
 
 
+def test_a_function_that_leaves_its_connection_broken_costs_the_recording_no_wait(caplog):
+    if connection.vendor != 'postgresql':
+        pytest.skip('needs real concurrent transactions: run with SISY_TEST_DATABASE=postgresql')
+    task = task_with_callable(tasks.break_own_connection_quietly, label='breaker',
+                              wait_for_schedule=False)
+    task.save()
+    [run_id] = lifecycle_claim(task)
+    with caplog.at_level(logging.WARNING, logger='sisy'):
+        assert execute_run(run_id, message=None) == ['ok']
+    assert TaskRun.objects.get(pk=run_id).status == 'ok'
+    assert 'Cannot record runs' not in caplog.text, 'recorded through a fresh connection'
+
+
 def in_a_thread(function, *args):
     try:
         function(*args)

@@ -72,3 +72,13 @@ def delete_own_task_then_explode(message):
     """An operator deletes the task while its run is under way; then the run fails."""
     message['task'].delete()
     raise RuntimeError('failed after the task was deleted')
+
+
+def break_own_connection_quietly(message):
+    """Lose the database connection and carry on, as code that catches its own errors does."""
+    from django.db import DatabaseError, connection
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute('SELECT pg_terminate_backend(pg_backend_pid())')
+    except DatabaseError:
+        pass
