@@ -75,6 +75,7 @@ class TaskAdmin(SchedulePreviewMixin, admin.ModelAdmin):
                        'modified_at')
 
     def get_fieldsets(self, request, obj=None):
+        """The form's sections; a field of TaskForm placed in none is not on the page."""
         fieldsets = [
             (None, {'fields': ('label', 'function', 'instance_pk', 'enabled')}),
             # The meaning and next runs follow the schedule as it is typed (schedule_preview).

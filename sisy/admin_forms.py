@@ -13,7 +13,7 @@ from django.forms.boundfield import BoundField
 
 from sisy.admin_preview import local
 from sisy.callables import CallableNotFound, describe_callable, dotted_path, load_callable
-from sisy.models import Task, encode_userdata
+from sisy.models import PUBLIC_FIELDS, Task, encode_userdata
 
 
 class UserdataField(forms.CharField):
@@ -81,9 +81,7 @@ class TaskForm(forms.ModelForm):
 
     class Meta:
         model = Task
-        fields = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
-                  'wait_for_schedule', 'iterations', 'allow_overlap', 'timeout', 'retries',
-                  'retry_delay')
+        fields = PUBLIC_FIELDS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
