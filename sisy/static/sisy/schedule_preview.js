@@ -1,9 +1,9 @@
 /* Sisy: the task form's live schedule preview.
  *
  * As the operator edits the schedule (or the start, end, "wait for schedule" and
- * iterations fields), asks TaskAdmin.schedule_preview_view what the schedule
- * means and when the next runs are, and shows the answer in the form's
- * "meaning" and "next runs" rows (both aria-live="polite"). Back at the values
+ * iterations fields), asks TaskAdmin.schedule_preview_view (sisy/admin_preview.py)
+ * what the schedule means and when the next runs are, and shows the answer in the
+ * form's "meaning" and "next runs" rows (both aria-live="polite"). Back at the values
  * the page was rendered with, the page's own preview is shown again.
  * No framework; nothing outside this file.
  */
