@@ -3,6 +3,7 @@
 import os
 import time
 
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from tests.integration.probe.apps import crash_here
@@ -39,3 +40,19 @@ def sleep_a_while(message):
     """Record the call, then keep its worker busy for userdata['seconds']."""
     record(message)
     time.sleep(float(message['task'].userdata.get('seconds', 3)))
+
+
+def record_span(message):
+    """Record the call's start and end by the database's clock, which every host shares.
+
+    It lasts userdata['seconds'] (default 3); the end is written even when
+    Sisy interrupts it.
+    """
+    task = message['task']
+    call = ProbeRun.objects.create(
+        label=task.label, tag=str(task.userdata.get('tag', '')),
+        run_id=message['message'].content.get('run_id'), pid=os.getpid(), at=Now())
+    try:
+        time.sleep(float(task.userdata.get('seconds', 3)))
+    finally:
+        ProbeRun.objects.filter(pk=call.pk).update(ended=Now())
