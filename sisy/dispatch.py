@@ -35,8 +35,9 @@ DOORBELLS = 10
 def process_tick(when, now=None):
     """Do everything a tick at `when` (aware datetime) asks for; return the runs claimed.
 
-    Leases and retry times are judged by `now`, this process's own clock
-    (timezone.now() unless given), never by the tick's time.
+    Retry times are judged by `now`, this process's own clock (timezone.now()
+    unless given), never by the tick's time; so are leases on SQLite, while
+    PostgreSQL judges them by its own clock (see lifecycle.lose_expired).
     """
     now = now or timezone.now()
     lifecycle.lose_expired(now)

@@ -18,7 +18,8 @@ import os
 import socket
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, Q
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from sisy import ledger, queries, signals
@@ -96,14 +97,17 @@ def _finish_unrun(task, when):
 
 
 def lose_expired(now):
-    """Mark running runs whose lease ended before `now` as lost; return how many.
+    """Mark running runs whose lease has ended as lost; return how many.
 
-    `now` is the caller's own clock, never a tick's time: a tick from a host
-    whose clock runs ahead must not take live runs away from their workers.
-    Each run is its own transaction; one whose follow-up cannot be written is
-    recorded lost without it, so no run stops the tick (see finish_batch).
+    Leases are judged by the clock that wrote them (see _clock): on PostgreSQL
+    the database's, so no host's clock matters; elsewhere `now`, the caller's
+    own clock, never a tick's time, as a tick from a host whose clock runs
+    ahead must not take live runs away from their workers. `now` also times
+    what follows a lost run (its retry's delay). Each run is its own
+    transaction; one whose follow-up cannot be written is recorded lost
+    without it, so no run stops the tick (see finish_batch).
     """
-    expired = (TaskRun.objects.filter(status=TaskRun.RUNNING, lease_until__lt=now)
+    expired = (TaskRun.objects.filter(status=TaskRun.RUNNING, lease_until__lt=_clock(now))
                .select_related('task'))
     lost = 0
     for run in expired:
@@ -132,12 +136,28 @@ def _lose(run, now, error, follow_up=True):
     """Record one expired run lost, if it still is running; True if this call recorded it."""
     with transaction.atomic():
         if not TaskRun.objects.filter(pk=run.pk, status=TaskRun.RUNNING,
-                                      lease_until__lt=now).update(
+                                      lease_until__lt=_clock(now)).update(
                 status=TaskRun.LOST, lease_until=None, error=error):
             return False
         if follow_up:
             _follow_up([Ending(run, TaskRun.LOST, error, run.started_at, now)], now)
     return True
+
+
+def _clock(now):
+    """The time leases are written and judged by: the database's where queries.database_clock().
+
+    Elsewhere the processes share one machine's clock (SQLite), so `now`, this
+    process's time, does.
+    """
+    return Now() if queries.database_clock() else now
+
+
+def _lease_end(now, lease):
+    """When a lease of `lease` (a timedelta) taken or renewed now ends, by _clock's clock."""
+    if queries.database_clock():
+        return ExpressionWrapper(Now() + lease, output_field=DateTimeField())
+    return now + lease
 
 
 def repair_stuck_tasks():
@@ -186,11 +206,13 @@ def take_batch(now, lease, limit, run_id=None):
 
     Takes run `run_id` if given (and still pending, due or not: the tick that
     named it found it due), else the oldest due ones. Each returned run has
-    its task loaded (None if the task was deleted).
+    its task loaded (None if the task was deleted). `now` is this worker's
+    time (started_at, not_before); each lease lasts `lease` (a timedelta) by
+    the clock that judges it (see _clock).
     """
-    until = now + lease
     if queries.fast_sql():
-        return queries.take_runs(now, until, HOST, os.getpid(), limit, run_id)
+        return queries.take_runs(now, lease, HOST, os.getpid(), limit, run_id)
+    until = _lease_end(now, lease)
     waiting = TaskRun.objects.filter(status=TaskRun.PENDING)
     if run_id is not None:
         waiting = waiting.filter(pk=run_id)
@@ -206,13 +228,20 @@ def take_batch(now, lease, limit, run_id=None):
     return list(TaskRun.objects.select_related('task').filter(pk__in=taken).order_by('pk'))
 
 
-def renew(run_ids, until):
-    """Extend the leases of running runs; return the ids renewed (not those lost or to stop)."""
+def renew(run_ids, lease, now=None):
+    """Extend the leases of running runs by `lease` from now; return the ids renewed.
+
+    Not renewed: runs lost, or asked to stop. The lease is timed by the clock
+    that judges it (see _clock); where that is the hosts', from `now`
+    (default: this worker's present time).
+    """
     run_ids = list(run_ids)
     if not run_ids:
         return set()
+    now = now or timezone.now()
     if queries.fast_sql():
-        return queries.renew_leases(run_ids, until)
+        return queries.renew_leases(run_ids, lease, now)
+    until = _lease_end(now, lease)
     return {run_id for run_id in run_ids
             if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING,
                                       stop_requested=False).update(lease_until=until)}

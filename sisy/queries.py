@@ -34,6 +34,21 @@ def fast_sql():
     return connection.vendor == 'postgresql'
 
 
+def database_clock():
+    """Whether leases are written and judged by the database's clock, not the hosts'.
+
+    PostgreSQL: yes, so that a worker host whose clock is off can neither lose
+    live runs nor keep dead ones. The clock is statement_timestamp() (what
+    Django's Now() gives there): one value for all rows of a statement, and it
+    moves on between the statements of a transaction, where now() would stay
+    at the transaction's start. SQLite: no; all its processes read one
+    machine's clock, and its CURRENT_TIMESTAMP is text to the whole second,
+    unlike the datetimes Django stores. Backends not tested here keep the
+    hosts' clocks too.
+    """
+    return connection.vendor == 'postgresql'
+
+
 def _datetime(value):
     return connection.ops.adapt_datetimefield_value(value)
 
@@ -63,9 +78,18 @@ def _converted(model, values):
     return out
 
 
-def take_runs(now, lease_until, host, pid, limit=1, run_id=None):
+def _lease_end(now, lease):
+    """SQL for when a lease of `lease` (a timedelta) taken now ends, and its parameter."""
+    if database_clock():
+        return 'statement_timestamp() + %s', lease
+    return '%s', _datetime(now + lease)
+
+
+def take_runs(now, lease, host, pid, limit=1, run_id=None):
     """Switch up to `limit` due pending runs, oldest first, to running; return them.
 
+    `now` is this host's time, for started_at and not_before; each lease lasts
+    `lease` (a timedelta) from now by the clock database_clock() names.
     With `run_id`, takes that run only, whatever its not_before: the tick that
     rang for it found it due by its own clock.
     """
@@ -73,11 +97,12 @@ def take_runs(now, lease_until, host, pid, limit=1, run_id=None):
         which, params, limit = 'id = %s', [run_id], 1
     else:
         which, params = '(not_before IS NULL OR not_before <= %s)', [_datetime(now)]
-    changes = [_datetime(now), _datetime(lease_until), host, pid]
+    lease_until, lease_param = _lease_end(now, lease)
+    changes = [_datetime(now), lease_param, host, pid]
     pick = ("SELECT id FROM {run} WHERE status = 'pending' AND {which} ORDER BY id LIMIT {limit}"
             .format(run=RUN, which=which, limit=int(limit)))
-    update = ("UPDATE {run} SET status = 'running', started_at = %s, lease_until = %s, "
-              "host = %s, pid = %s WHERE id {pick} AND status = 'pending'")
+    update = ("UPDATE {run} SET status = 'running', started_at = %s, lease_until = "
+              + lease_until + ", host = %s, pid = %s WHERE id {pick} AND status = 'pending'")
     with connection.cursor() as cursor:
         if connection.vendor == 'postgresql':
             # ARRAY(...) makes PostgreSQL pick once; with IN (...) it may pick again per
@@ -158,13 +183,18 @@ def release_tasks(releases):
                            + update.format(task=TASK, run=RUN, c='', source='v'), values)
 
 
-def renew_leases(run_ids, until):
-    """Extend the leases of those runs still running and not asked to stop; return their ids."""
+def renew_leases(run_ids, lease, now):
+    """Extend the leases of those runs still running and not asked to stop; return their ids.
+
+    Each lasts `lease` from now by the clock database_clock() names (`now` is this host's time).
+    """
     marks = ', '.join(['%s'] * len(run_ids))
+    lease_until, lease_param = _lease_end(now, lease)
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE {run} SET lease_until = %s WHERE id IN ({marks}) AND "
+        cursor.execute("UPDATE {run} SET lease_until = {until} WHERE id IN ({marks}) AND "
                        "status = 'running' AND stop_requested = %s RETURNING id"
-                       .format(run=RUN, marks=marks), [_datetime(until)] + list(run_ids) + [False])
+                       .format(run=RUN, until=lease_until, marks=marks),
+                       [lease_param] + list(run_ids) + [False])
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -437,7 +437,7 @@ class RunBatch:
             self.next_renewal = now + min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
             return
         self.next_renewal = now + RENEWAL_RETRY  # if this one fails
-        renewed = lifecycle.renew(held, timezone.now() + self.lease)
+        renewed = lifecycle.renew(held, self.lease)
         self.next_renewal = now + min(self.lease.total_seconds() / 3, MAX_RENEWAL_INTERVAL)
         if renewed:
             self.held_until = now + self.lease.total_seconds()

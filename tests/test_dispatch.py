@@ -239,7 +239,8 @@ def test_a_run_whose_worker_died_is_marked_lost_and_unblocks_the_task(worker, so
     task = make(label='dies', when=soon)
     dispatch.process_tick(soon)
     worker.layer.channel_layer.flush()  # the worker took the message, then died mid-run
-    TaskRun.objects.update(status='running', lease_until=soon, host='gone', pid=99999)
+    TaskRun.objects.update(status='running', lease_until=timezone.now() - MINUTE, host='gone',
+                           pid=99999)  # its lease ended by every clock
     with caplog.at_level(logging.WARNING, logger='sisy'):
         worker.tick(soon + 5 * MINUTE)
     assert list(TaskRun.objects.order_by('pk').values_list('status', flat=True)) == ['lost', 'ok']

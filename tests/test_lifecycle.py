@@ -29,11 +29,15 @@ def statuses(label):
 
 
 def die_while_running(worker, when):
-    """Claim at `when`, then play a worker that took the runs and died mid-run."""
+    """Claim at `when`, then play a worker that took the runs and died mid-run.
+
+    Its leases ended a minute ago by every clock (PostgreSQL's judges them).
+    """
     dispatch.process_tick(when, now=when)
     worker.layer.channel_layer.flush()
     TaskRun.objects.filter(status='pending').update(
-        status='running', started_at=when, lease_until=when + MINUTE, host='gone', pid=1)
+        status='running', started_at=when, lease_until=timezone.now() - MINUTE, host='gone',
+        pid=1)
 
 
 def test_a_finish_by_a_worker_that_lost_its_run_records_the_truth_and_leaves_the_task(soon):

@@ -113,6 +113,44 @@ def test_the_watchdog_logs_a_database_outage_once_when_it_starts_and_once_when_i
         'The watchdog reaches the database again']
     assert 'server closed the connection unexpectedly' in lines[0].getMessage()
     assert TaskRun.objects.get(pk=run.pk).status == TaskRun.OK
+# A worker host's clock this far off the others' (libfaketime showed it at 20 s).
+SKEW = dt.timedelta(seconds=30)
+DATABASE_CLOCK_ONLY = 'leases are on the database clock on PostgreSQL only'
+
+
+def held_for(skew, lease, monkeypatch):
+    """How long a run stays held after a worker whose clock is `skew` off took and renewed it.
+
+    Lost-run recovery runs meanwhile on a host whose clock is right, and on one
+    as far off the other way.
+    """
+    task = task_with_callable(tasks.record, label='skewed', wait_for_schedule=False)
+    task.save()
+    [run_id] = lifecycle_claim(task)
+    batch = RunBatch(lease, None)  # the worker's side, without its watchdog thread
+    real_now = timezone.now
+    with monkeypatch.context() as worker_clock:
+        worker_clock.setattr(timezone, 'now', lambda: real_now() + skew)
+        assert batch.take(run_id) == 1
+        renewed = time.monotonic()
+        batch._renew(renewed)
+    while True:
+        held = time.monotonic() - renewed
+        assert held < lease.total_seconds() + 10, 'still held %.1f s after its renewal' % held
+        if lifecycle.lose_expired(timezone.now()) or lifecycle.lose_expired(timezone.now() - skew):
+            assert TaskRun.objects.get(pk=run_id).status == 'lost'
+            return time.monotonic() - renewed
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize('skew', [-SKEW, SKEW], ids=['slow', 'fast'])
+def test_a_lease_lasts_its_length_whatever_the_clock_of_the_worker_that_holds_it(
+        skew, monkeypatch):
+    if connection.vendor != 'postgresql':
+        pytest.skip(DATABASE_CLOCK_ONLY)
+    lease = dt.timedelta(seconds=2)
+    held = held_for(skew, lease, monkeypatch)
+    assert lease.total_seconds() <= held < lease.total_seconds() + 5, held
 
 
 def run_task(label, function, **fields):

@@ -5,7 +5,8 @@ PostgreSQL database name) and SISY_IT_PREFIX (channel layer prefix), so that
 tests running one after another never see each other's rows or messages.
 On the postgresql-redis stack, SISY_IT_PG_PORT and SISY_IT_REDIS_PORT (when set)
 point the processes at a test's private PostgreSQL and Redis on 127.0.0.1
-instead of the machine's shared ones (5432 and 6379).
+instead of the machine's shared ones (5432 and 6379). SISY_IT_HEARTBEAT_FREQUENCY
+sets SISY_HEARTBEAT_FREQUENCY (default 1).
 """
 
 import os
@@ -23,5 +24,5 @@ if 'hosts' in CHANNEL_LAYERS['default']['CONFIG']:
         ('127.0.0.1', int(os.environ.get('SISY_IT_REDIS_PORT') or 6379))]
 # Layer capacities stay at each backend's default: the burst test is about those.
 
-SISY_HEARTBEAT_FREQUENCY = 1
+SISY_HEARTBEAT_FREQUENCY = float(os.environ.get('SISY_IT_HEARTBEAT_FREQUENCY') or 1)
 DEBUG = False

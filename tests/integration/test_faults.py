@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 RECORD = 'tests.integration.probe.tasks.record'
 HANG = 'tests.integration.probe.tasks.hang'
 HANG_STUBBORNLY = 'tests.integration.probe.tasks.hang_stubbornly'
+RECORD_SPAN = 'tests.integration.probe.tasks.record_span'
 LIBFAKETIME = (glob.glob('/usr/lib/*/faketime/libfaketime.so.1') or ['libfaketime.so.1'])[0]
 LEASE = 10  # seconds: the lease at a 1 s heartbeat (three periods, at least ten seconds)
 
@@ -313,14 +314,22 @@ def test_a_heartbeat_down_brings_one_catch_up_run_a_ledger_entry_and_a_health_al
     cluster.check_health()
 
 
+def start_with_clock_off(cluster, request, name, offset, argv):
+    """Start a process whose wall clock is `offset` off (e.g. '+3s', '-30s'); return it.
+
+    libfaketime shifts the wall clock; the monotonic clock stays real, so waits work.
+    """
+    process = cluster.start(name, ['env', 'LD_PRELOAD=' + LIBFAKETIME, 'FAKETIME=' + offset,
+                                   'DONT_FAKE_MONOTONIC=1'] + argv)
+    request.addfinalizer(lambda: [os.unlink(path) for path in glob.glob(
+        '/dev/shm/*faketime_*_%d' % process.popen.pid)])  # what the library leaves behind
+    return process
+
+
 def test_two_heartbeats_whose_clocks_are_3s_apart_claim_each_slot_once(cluster, request):
     cluster.start_site(heartbeats=1)
-    # libfaketime shifts the wall clock; its monotonic clock stays real so waits work.
-    skewed = cluster.start('heartbeat-skewed', [
-        'env', 'LD_PRELOAD=' + LIBFAKETIME, 'FAKETIME=+3s', 'DONT_FAKE_MONOTONIC=1',
-        sys.executable, '-m', 'django', 'sisy_heartbeat'])
-    request.addfinalizer(lambda: [os.unlink(path) for path in glob.glob(
-        '/dev/shm/*faketime_*_%d' % skewed.popen.pid)])  # what the library leaves behind
+    skewed = start_with_clock_off(cluster, request, 'heartbeat-skewed', '+3s',
+                                  [sys.executable, '-m', 'django', 'sisy_heartbeat'])
     wait_until(lambda: 'Heartbeat started' in skewed.log(), 30, message='the skewed heartbeat')
     db = cluster.db
     cluster.scenario('make_tasks', specs=[{'label': 'every-second', 'schedule': '* * * * * *'}])
@@ -332,3 +341,56 @@ def test_two_heartbeats_whose_clocks_are_3s_apart_claim_each_slot_once(cluster, 
     assert not early, 'slots started before their time: %s' % early
     logs = ''.join(worker.log() for worker in cluster.named('sisy-worker'))
     assert 'ahead of this worker' in logs
+
+
+# -- worker hosts whose clocks are off ----------------------------------------------------
+
+
+def overlaps(db, label):
+    """Pairs of calls of `label` that ran at the same time, by the database's clock."""
+    spans = sorted((parse_time(start), parse_time(end), run_id) for start, end, run_id in db.rows(
+        'SELECT at, ended, run_id FROM probe_proberun WHERE label = ?', [label]))
+    return [(earlier[2], later[2]) for earlier, later in zip(spans, spans[1:])
+            if earlier[1] is None or later[0] < earlier[1]]
+
+
+@pytest.mark.parametrize('cluster', ['postgresql-redis'], indirect=True)
+def test_task_workers_whose_clocks_are_30s_off_keep_their_runs_and_never_overlap(
+        cluster, request):
+    # A 10 s lease; each run lasts longer than a tick period, so a tick judges its lease.
+    cluster.env['SISY_IT_HEARTBEAT_FREQUENCY'] = '2'
+    task_worker = [sys.executable, '-m', 'django', 'runworker', '--only-channels=sisy.run_task']
+    workers = [cluster.start('scheduler-worker', [
+        sys.executable, '-m', 'django', 'runworker', '--only-channels=sisy.heartbeat',
+        '--only-channels=sisy.kill_task'])]
+    workers += [start_with_clock_off(cluster, request, 'sisy-worker-%s' % name, offset,
+                                     task_worker) for name, offset in [('slow', '-30s'),
+                                                                       ('fast', '+30s')]]
+    for worker in workers:
+        wait_until(lambda: 'Listening on channels' in worker.log() or not worker.alive(), 30,
+                   message='%s to listen' % worker.name)
+    cluster.start_heartbeat()
+    db = cluster.db
+    # One long and one shorter no-overlap task: the worker done first is free to take
+    # the long task's next run while the long one still runs, if the tick let it go.
+    labels = {'long': 3, 'shorter': 2.5}
+    cluster.scenario('make_tasks', specs=[
+        {'label': label, 'function': RECORD_SPAN, 'seconds': seconds, 'schedule': '* * * * * *'}
+        for label, seconds in labels.items()])
+    pids = [worker.popen.pid for worker in workers[1:]]
+
+    def calls_done():
+        done = collections.Counter(pid for pid, in db.rows(
+            'SELECT pid FROM probe_proberun WHERE ended IS NOT NULL'))
+        return min(done[pid] for pid in pids) >= 3
+
+    wait_until(calls_done, 60, message='3 runs done by each skewed worker')
+    for label in labels:
+        assert not overlaps(db, label), 'runs of %r overlapped: %s' % (label, overlaps(db, label))
+    # A run recorded lost whose function then ended reads as it ended, with a note.
+    lost = db.rows("SELECT id, task_label, pid, status FROM sisy_taskrun WHERE status = 'lost' "
+                   "OR error LIKE '%%recorded lost%%'")
+    assert not lost, 'live runs were recorded lost: %s' % lost
+    for label in labels:
+        slots_done(db, label)  # each slot once, every run ok and called once
+    cluster.check_health()

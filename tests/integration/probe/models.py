@@ -8,3 +8,4 @@ class ProbeRun(models.Model):
     run_id = models.IntegerField(null=True)
     pid = models.IntegerField()
     at = models.DateTimeField()
+    ended = models.DateTimeField(null=True)

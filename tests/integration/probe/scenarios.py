@@ -17,7 +17,8 @@ RECORD = 'tests.integration.probe.tasks.record'
 def make_tasks(specs):
     """Save one task per spec: label, schedule, start_in/end_in (s), enabled, and
     optionally function (a dotted path; default: record), timeout, retries,
-    retry_delay, iterations, wait_for_schedule."""
+    retry_delay, iterations, wait_for_schedule, allow_overlap, seconds (kept in
+    userdata, for the functions that take that long)."""
     now = timezone.now()
     made = {}
     for spec in specs:
@@ -30,9 +31,12 @@ def make_tasks(specs):
             fields['start_running'] = now + dt.timedelta(seconds=spec['start_in'])
         if 'end_in' in spec:
             fields['end_running'] = now + dt.timedelta(seconds=spec['end_in'])
+        userdata = {'tag': spec['label']}
+        if 'seconds' in spec:
+            userdata['seconds'] = spec['seconds']
         task = task_with_callable(spec.get('function', RECORD), label=spec['label'],
                                   schedule=spec.get('schedule', '* * * * * *'),
-                                  userdata={'tag': spec['label']}, **fields)
+                                  userdata=userdata, **fields)
         task.save()
         made[spec['label']] = {
             'pk': task.pk,

@@ -4,6 +4,7 @@ import os
 import time
 
 from django.db import DatabaseError
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from tests.integration.probe.apps import crash_here
@@ -50,3 +51,17 @@ def sleep_then_record(message):
         record(message)
     except DatabaseError:
         pass
+def record_span(message):
+    """Record the call's start and end by the database's clock, which every host shares.
+
+    It lasts userdata['seconds'] (default 3); the end is written even when
+    Sisy interrupts it.
+    """
+    task = message['task']
+    call = ProbeRun.objects.create(
+        label=task.label, tag=str(task.userdata.get('tag', '')),
+        run_id=message['message'].content.get('run_id'), pid=os.getpid(), at=Now())
+    try:
+        time.sleep(float(task.userdata.get('seconds', 3)))
+    finally:
+        ProbeRun.objects.filter(pk=call.pk).update(ended=Now())

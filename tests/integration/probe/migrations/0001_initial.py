@@ -18,6 +18,7 @@ class Migration(migrations.Migration):
                 ('run_id', models.IntegerField(null=True)),
                 ('pid', models.IntegerField()),
                 ('at', models.DateTimeField()),
+                ('ended', models.DateTimeField(null=True)),
             ],
         ),
     ]
