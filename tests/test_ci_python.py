@@ -121,7 +121,7 @@ def test_check_refuses_a_venv_python_that_cannot_run_the_stack(machine):
 
 
 def make(target, tmp_path, **env):
-    """`make -n`-free: run the Makefile's target for real, with .venv in `tmp_path`."""
+    """Run the Makefile's `target` with its .venv in `tmp_path`; return (venv, result)."""
     venv = str(tmp_path / 'venv')
     return venv, subprocess.run(
         ['make', '--no-print-directory', '-C', ROOT, 'VENV=%s' % venv, target],
