@@ -2,21 +2,28 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# Python 3.9 is the newest Python that Django 2.2 supports.
-PYTHON39 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python) $(shell command -v python3.9))
+# .ci/python picks the Python for .venv (3.9, else 3.10, else 3.11; pyenv's, uv's or
+# on PATH), or says in one line why none fits. SISY_PYTHON=/path/to/python picks one.
+# NEEDS is the stack a target runs: PostgreSQL needs Python 3.9 or 3.10.
+NEEDS := sqlite-ipc
+test test-sqlite test-postgresql tox: NEEDS := postgresql-redis
+demo: NEEDS := $(if $(filter postgresql-redis,$(SISY_DEMO_STACK)),postgresql-redis,sqlite-ipc)
 
 .PHONY: demo test test-sqlite test-postgresql tox docs services browser venv clean
 
+# A .venv built earlier on another Python is checked against what the target needs.
 venv: $(VENV)/.installed
+	@.ci/python --check $(PY) $(NEEDS)
 $(VENV)/.installed: setup.py requirements/primary.txt requirements/test.txt
-	@test -n "$(PYTHON39)" || { echo "Python 3.9 not found; set PYTHON39=/path/to/python3.9" >&2; exit 1; }
-	$(PYTHON39) -m venv $(VENV)
+	@python=$$(.ci/python $(NEEDS)) && echo "Building $(VENV) with $$python" && \
+	    $$python -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade 'pip<24.1' 'setuptools<70' wheel
 	$(PY) -m pip install -q -r requirements/test.txt -e .
 	touch $@
 
 # The demo: SQLite + asgi_ipc by default, nothing else to start;
-# SISY_DEMO_STACK=postgresql-redis make demo uses PostgreSQL + Redis instead.
+# SISY_DEMO_STACK=postgresql-redis make demo uses PostgreSQL + Redis instead, and
+# SISY_DEMO_STACK=sqlite-redis SQLite + Redis (the Redis stack of Python 3.11).
 # Serves http://127.0.0.1:$(DEMO_PORT)/ (admin: admin / admin); Ctrl-C stops it.
 # asgi_ipc's shared memory (120 MiB in /dev/shm/sisy-demo-*) outlives the processes,
 # so clear_demo_layer removes it once honcho has stopped them all. Ctrl-C reaches
@@ -24,7 +31,7 @@ $(VENV)/.installed: setup.py requirements/primary.txt requirements/test.txt
 # to honcho, and the shell waits for it before the EXIT trap clears the layer.
 DEMO_PORT ?= 8000
 demo: venv
-	@if [ "$$SISY_DEMO_STACK" = postgresql-redis ]; then .ci/services; fi
+	@case "$$SISY_DEMO_STACK" in *-redis) .ci/services ;; esac
 	cd extra/demo && ../../$(PY) manage.py prepare_demo --verbosity 0
 	cd extra/demo && trap '../../$(PY) manage.py clear_demo_layer' EXIT; \
 	    PATH="$(abspath $(VENV))/bin:$$PATH" honcho start --port $(DEMO_PORT) & \
@@ -40,20 +47,22 @@ browser:
 	.ci/browser
 
 # Unit tests on SQLite with the in-memory layer, plus the real-process tests
-# (which start their own heartbeat, workers and daphne on both stacks).
+# (which start their own heartbeat, workers and daphne on both stacks). The wheel
+# test runs in tox's Python 3.11 environment.
 test-sqlite: venv services browser
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not wheel"
 
 # The same unit tests on PostgreSQL (concurrent dispatchers need real row locks).
 test-postgresql: venv services
 	SISY_TEST_DATABASE=postgresql $(PY) -m pytest --ignore=tests/integration
 
-# Unit tests on the primary runtime and on the oldest stack setup.py claims
-# (Python 3.6, Django 1.11); tox finds pyenv's interpreters on this PATH.
+# Unit tests on the primary runtime (Python 3.9), on Python 3.11 (plus its real-process
+# and wheel tests: see tox.ini) and on the oldest stack setup.py claims (Python 3.6,
+# Django 1.11); tox finds pyenv's interpreters on this PATH.
 SPACE := $(subst ,, )
 PYENV_BINS := $(subst $(SPACE),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
-tox: venv
-	PATH="$(if $(PYENV_BINS),$(PYENV_BINS):)$$PATH" $(VENV)/bin/tox -e py39-django22,py36-django111
+tox: venv services
+	PATH="$(if $(PYENV_BINS),$(PYENV_BINS):)$$PATH" $(VENV)/bin/tox -e py39-django22,py311-django22,py36-django111
 
 docs: venv
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html

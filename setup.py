@@ -11,7 +11,9 @@ setup(
     license='MIT',
     packages=find_packages(include=['sisy', 'sisy.*']),
     include_package_data=True,
-    python_requires='>=3.6',
+    # Django 2.2 and Channels 1.x fail on Python 3.12 (distutils is gone, Django's
+    # bundled six breaks). Django 1.11 runs on 3.6 and 3.7.
+    python_requires='>=3.6,<3.12',
     install_requires=[
         'Django>=1.11,<3.0',  # Channels 1.x imports django.utils.six, gone in 3.0
         'channels>=1.1.8,<2',
@@ -25,7 +27,10 @@ setup(
         'ipc': ['asgi-ipc==1.4.2', 'msgpack<1.0'],
         # Scale-out: Redis channel layer (msgpack 1.x breaks asgi_redis receives).
         'redis': ['asgi-redis==1.4.3', 'redis>=2.10,<3', 'msgpack<1.0'],
-        'postgresql': ['psycopg2-binary>=2.7,<2.9'],  # 2.9 breaks Django 2.2
+        # psycopg2 2.9 breaks Django 2.2, and no psycopg2 below 2.9 imports on Python 3.11:
+        # there the extra installs nothing rather than a psycopg2 that cannot work, and
+        # PostgreSQL is not available (use SQLite, or Python 3.9 or 3.10).
+        'postgresql': ['psycopg2-binary>=2.7,<2.9; python_version < "3.11"'],
     },
     classifiers=[
         'Development Status :: 5 - Production/Stable',
@@ -41,6 +46,8 @@ setup(
         'Programming Language :: Python :: 3.7',
         'Programming Language :: Python :: 3.8',
         'Programming Language :: Python :: 3.9',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
         'Topic :: System :: Distributed Computing',
     ],
 )

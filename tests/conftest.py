@@ -1,5 +1,6 @@
 import datetime as dt
 import os
+import sys
 
 import pytest
 from channels import DEFAULT_CHANNEL_LAYER, channel_layers
@@ -7,6 +8,7 @@ from channels.message import Message
 from django.utils import timezone
 
 from sisy import dispatch, queries
+from tests import NO_POSTGRESQL
 
 
 class Worker:
@@ -64,6 +66,9 @@ def sql_path(request, monkeypatch):
 COVERED_ELSEWHERE = ('needs real concurrent transactions', 'Django < 2.1: no view permission',
                      'on the database clock on PostgreSQL only')
 COVERED_OUTSIDE_TOX = ("could not import 'selenium.webdriver'",)
+# Python 3.11 has no PostgreSQL (no psycopg2 < 2.9 imports there); the Python 3.9
+# run covers what needs it. On 3.9 and 3.10 such a skip fails CI like any other.
+COVERED_ON_PYTHON_39 = (NO_POSTGRESQL,)
 unexpected_skips = []
 
 
@@ -71,6 +76,7 @@ def pytest_runtest_logreport(report):
     if report.skipped and os.environ.get('CI') == 'true':
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         accepted = COVERED_ELSEWHERE + (COVERED_OUTSIDE_TOX if 'TOX_ENV_NAME' in os.environ else ())
+        accepted += COVERED_ON_PYTHON_39 if sys.version_info >= (3, 11) else ()
         if not any(part in reason for part in accepted):
             unexpected_skips.append('%s: %s' % (report.nodeid, reason))
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.integration.cluster import (
-    STACKS, Cluster, clear_layer, copy_sqlite, drop_pg_database, pg_admin)
+    STACKS, Cluster, clear_layer, copy_sqlite, drop_pg_database, on_redis, on_sqlite, pg_admin)
 from tests.integration.services import PrivatePostgres, PrivateRedis
 
 
@@ -23,8 +23,8 @@ def migrated_template(tmp_path_factory):
 
     def template(stack):
         if stack not in made:
-            if stack == 'sqlite-ipc':
-                name = str(folder / 'template.sqlite3')
+            if on_sqlite(stack):
+                name = str(folder / ('template-%s.sqlite3' % stack))
             else:
                 name = 'sisy_it_template_%s' % uuid.uuid4().hex[:8]
                 pg_admin('CREATE DATABASE "%s"' % name)
@@ -34,20 +34,20 @@ def migrated_template(tmp_path_factory):
 
     yield template
     for stack, name in made.items():
-        if stack == 'postgresql-redis':
+        if not on_sqlite(stack):
             drop_pg_database(name)
 
 
 def _prefix(stack):
     token = 'sisy-it-%s' % uuid.uuid4().hex[:10]
-    return token + ':' if stack == 'postgresql-redis' else token
+    return token + ':' if on_redis(stack) else token
 
 
 @pytest.fixture
 def empty_database(request, tmp_path):
     """(stack, name) of a new, empty database: no tables at all."""
     stack = request.param
-    if stack == 'sqlite-ipc':
+    if on_sqlite(stack):
         yield stack, str(tmp_path / 'fresh.sqlite3')
         return
     name = 'sisy_it_fresh_%s' % uuid.uuid4().hex[:8]
@@ -61,7 +61,7 @@ def cluster(request, migrated_template, tmp_path):
     """A Sisy site of real processes on its own copy of a migrated database."""
     stack = request.param
     template = migrated_template(stack)
-    if stack == 'sqlite-ipc':
+    if on_sqlite(stack):
         name = str(tmp_path / 'sisy.sqlite3')
         copy_sqlite(template, name)
     else:
@@ -74,7 +74,7 @@ def cluster(request, migrated_template, tmp_path):
     finally:
         site.stop_all()
         clear_layer(stack, prefix)
-        if stack == 'postgresql-redis':
+        if not on_sqlite(stack):
             drop_pg_database(name)
 
 
@@ -126,30 +126,32 @@ def private_cluster(request, migrated_template, tmp_path):
     """A Sisy site whose services belong to the test run, so a test may stop them.
 
     On postgresql-redis: a copy of a migrated database on `private_postgres` and
-    the channel layer on `private_redis` (request those fixtures to restart them).
-    On sqlite-ipc there is no server: the database file and the layer's shared
-    memory (by prefix) are the test's own anyway.
+    the channel layer on `private_redis` (request those fixtures to restart them);
+    on sqlite-redis, the layer on `private_redis`. SQLite and asgi_ipc need no
+    server: the database file and the layer's shared memory (by prefix) are the
+    test's own anyway.
     """
     stack = request.param
     prefix = _prefix(stack)
-    if stack == 'sqlite-ipc':
+    ports = {}
+    if on_redis(stack):
+        ports['redis_port'] = request.getfixturevalue('private_redis').port
+    if on_sqlite(stack):
         name = str(tmp_path / 'sisy.sqlite3')
         copy_sqlite(migrated_template(stack), name)
-        site = Cluster(stack, name, prefix, str(tmp_path))
     else:
         postgres = request.getfixturevalue('private_postgres')
-        redis_server = request.getfixturevalue('private_redis')
         name = postgres.create_database('sisy_it_%s' % uuid.uuid4().hex[:10],
                                         template=request.getfixturevalue('private_template'))
-        site = Cluster(stack, name, prefix, str(tmp_path), pg_port=postgres.port,
-                       redis_port=redis_server.port)
+        ports['pg_port'] = postgres.port
+    site = Cluster(stack, name, prefix, str(tmp_path), **ports)
     try:
         yield site
     finally:
         site.stop_all()
-        if stack == 'sqlite-ipc':
+        if not on_redis(stack):
             clear_layer(stack, prefix)
-        else:
+        if not on_sqlite(stack):
             postgres.start()
             postgres.drop_database(name)
 

@@ -14,10 +14,9 @@ import subprocess
 import tempfile
 import time
 
-import psycopg2
 import redis
 
-from tests.integration.cluster import free_port, wait_until
+from tests.integration.cluster import free_port, psycopg2, wait_until
 
 
 class PrivateRedis:

@@ -9,17 +9,17 @@ import os
 import signal
 import time
 
-import psycopg2
 import pytest
 import redis
 from asgi_redis import RedisChannelLayer
 
-from tests.integration.cluster import PG, REDIS_PORT, wait_until
+from tests.integration.cluster import PG, REDIS_PORT, needs_postgresql, psycopg2, wait_until
 from tests.integration.test_processes import probe_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-POSTGRESQL_REDIS = pytest.mark.parametrize('private_cluster', ['postgresql-redis'], indirect=True)
+POSTGRESQL_REDIS = pytest.mark.parametrize(
+    'private_cluster', [pytest.param('postgresql-redis', marks=needs_postgresql)], indirect=True)
 # How long the Redis freeze test keeps Redis frozen once the heartbeat has said so.
 FROZEN_SECONDS = float(os.environ.get('SISY_IT_FROZEN_SECONDS', 5))
 
@@ -62,6 +62,7 @@ class Ticks:
         return self.seen
 
 
+@needs_postgresql  # compares the machine's shared services before and after
 def test_a_site_on_private_services_runs_tasks(private_cluster):
     shared_before = shared_services()
     private_cluster.start_site(sisy_workers=1)
@@ -78,6 +79,7 @@ def test_a_site_on_private_services_runs_tasks(private_cluster):
         assert list(shared_keys) == []
 
 
+@needs_postgresql
 def test_private_services_restart_and_the_shared_ones_are_untouched(private_postgres,
                                                                     private_redis):
     shared_before = shared_services()

@@ -6,8 +6,13 @@ migrate, check), writes or extends the files the Python blocks name (settings,
 routing, asgi, the app's tasks), runs the ``manage.py shell`` blocks, and starts
 the Procfile's processes: daphne, the web worker, the scheduler worker, the task
 worker and the heartbeat. Then the README's first task must run and log what the
-README shows. On SQLite and asgi_ipc, in this virtualenv, with two overrides
-appended to the settings: a layer prefix of the test's own and a 1 s heartbeat.
+README shows. On SQLite and asgi_ipc, with two overrides appended to the
+settings: a layer prefix of the test's own and a 1 s heartbeat.
+
+It runs twice: in this virtualenv, on the checkout; and as a newcomer installs
+it, in a new virtualenv that the README's ``venv`` line makes with this Python,
+where its ``pip install 'sisy[ipc]'`` installs the wheel built from the checkout
+(and the rest from the package index), so a missing file or dependency shows.
 
 Every block in the section must be one of the kinds handled here, so a new
 snippet cannot slip into the README untested.
@@ -19,6 +24,7 @@ import re
 import shlex
 import sqlite3
 import subprocess
+import sysconfig
 import sys
 import textwrap
 import urllib.request
@@ -87,17 +93,29 @@ def procfile_entries(text):
 
 
 class Newcomer:
-    """Follows the README's steps in a folder of its own."""
+    """Follows the README's steps in a folder of its own.
 
-    def __init__(self, folder, prefix):
+    With a `wheel`, the README's venv and ``pip install 'sisy[ipc]'`` lines are
+    carried out (the wheel stands for PyPI's sisy); otherwise the steps run in
+    this virtualenv, on the checkout.
+    """
+
+    def __init__(self, folder, prefix, wheel=None):
         self.folder = str(folder)
         self.cwd = self.folder
         self.prefix = prefix
+        self.wheel = wheel
         self.processes = []
         self.extras = set()
-        env = dict(os.environ, PYTHONUNBUFFERED='1', PATH=BIN + os.pathsep + os.environ['PATH'])
+        self.use_bin(BIN)
+
+    def use_bin(self, folder):
+        """Run python, django-admin and daphne from this virtualenv's bin folder."""
+        self.bin = folder
+        self.interpreter = os.path.join(folder, 'python')
+        env = dict(os.environ, PYTHONUNBUFFERED='1', PATH=folder + os.pathsep + os.environ['PATH'])
         # A new project has no settings module in the environment: manage.py sets its own.
-        for name in ('DJANGO_SETTINGS_MODULE', 'PYTHONPATH'):
+        for name in ('DJANGO_SETTINGS_MODULE', 'PYTHONPATH', 'VIRTUAL_ENV'):
             env.pop(name, None)
         self.env = env
 
@@ -105,21 +123,26 @@ class Newcomer:
         return os.path.join(self.cwd, relative)
 
     def console(self, code):
-        """Run a console block's commands; pip and venv lines only check what they name."""
+        """Run a console block's commands; pip lines other than the wheel's only check extras."""
         for line in code.splitlines():
             assert line.startswith('$ '), 'not a command: %r' % line
             command = line[2:].split('  #', 1)[0].strip()
             words = shlex.split(command)
-            if command.startswith('python3.9 -m venv'):
-                continue  # this test runs in Sisy's own virtualenv
+            if re.match(r'^python3(\.\d+)? -m venv (\S+) && \. \2/bin/activate$', command):
+                if self.wheel:
+                    self.run([base_python(), '-m', 'venv', words[3]], timeout=300)
+                    self.use_bin(self.path(os.path.join(words[3], 'bin')))
             elif words[0] == 'pip':
                 self.extras |= check_install_command(command)
+                if self.wheel and words[2] == 'sisy[ipc]':
+                    self.run([self.interpreter, '-m', 'pip', 'install', '-q', self.wheel + '[ipc]'],
+                             timeout=600)
             elif words[0] == 'cd':
                 self.cwd = os.path.join(self.cwd, words[1])
             elif words[0] == 'django-admin':
-                self.run([os.path.join(BIN, 'django-admin')] + words[1:])
+                self.run([os.path.join(self.bin, 'django-admin')] + words[1:])
             elif words[:2] == ['python', 'manage.py']:
-                self.run([sys.executable] + words[1:])
+                self.run([self.interpreter] + words[1:])
             else:
                 raise AssertionError('The README runs %r; teach this test what it means.'
                                      % command)
@@ -157,7 +180,7 @@ class Newcomer:
             assert layer['ROUTING'] == 'mysite.routing.channel_routing'
             assert layer['CONFIG']['prefix']
         elif SHELL.match(first):
-            self.run([sys.executable, 'manage.py', 'shell', '-c', code])
+            self.run([self.interpreter, 'manage.py', 'shell', '-c', code])
         else:
             raise AssertionError('A Python block starts with %r; this test does not know what '
                                  'to do with it.' % first)
@@ -174,6 +197,11 @@ class Newcomer:
     def stop_all(self):
         for process in reversed(self.processes):
             process.stop()
+
+
+def base_python():
+    """This Python itself, not the virtualenv the tests run in (tox's, or .venv)."""
+    return os.path.join(sysconfig.get_config_var('BINDIR'), 'python%d.%d' % sys.version_info[:2])
 
 
 def check_install_command(command):
@@ -197,8 +225,10 @@ def check_settings_snippet(code):
 
 
 @pytest.fixture
-def newcomer(tmp_path):
-    person = Newcomer(tmp_path, 'sisy-it-readme-%s' % uuid.uuid4().hex[:10])
+def newcomer(request, tmp_path):
+    wheel = request.getfixturevalue(request.param) if request.param else None
+    person = Newcomer(tmp_path / 'newcomer', 'sisy-it-readme-%s' % uuid.uuid4().hex[:10], wheel)
+    os.mkdir(person.folder)
     try:
         yield person
     finally:
@@ -207,7 +237,35 @@ def newcomer(tmp_path):
         assert not glob.glob('/dev/shm/*%s*' % person.prefix)
 
 
+@pytest.fixture(scope='session')
+def sisy_wheel(tmp_path_factory):
+    """The wheel of the checkout, built as a release would be."""
+    folder = str(tmp_path_factory.mktemp('wheel'))
+    result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '-w', folder,
+                             ROOT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True, timeout=600)
+    assert result.returncode == 0, result.stdout
+    wheels = glob.glob(os.path.join(folder, 'sisy-*.whl'))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+@pytest.mark.parametrize('newcomer', [None], ids=['checkout'], indirect=True)
 def test_the_readme_takes_a_new_project_to_its_first_task_run(newcomer):
+    follow_the_readme(newcomer)
+
+
+@pytest.mark.wheel
+@pytest.mark.parametrize('newcomer', ['sisy_wheel'], ids=['wheel'], indirect=True)
+def test_the_readme_works_with_the_wheel_in_a_new_virtualenv(newcomer):
+    follow_the_readme(newcomer)
+    where = newcomer.run([newcomer.interpreter, '-c', 'import sisy; print(sisy.__file__)'])
+    assert where.startswith(os.path.join(newcomer.folder, 'venv') + os.sep), where
+    assert ROOT not in where
+
+
+def follow_the_readme(newcomer):
+    """Do what the README's section says, then check the first task ran as it shows."""
     section = readme_section()
     blocks = code_blocks(section)
     procfile = None
@@ -263,7 +321,7 @@ def test_the_readme_takes_a_new_project_to_its_first_task_run(newcomer):
     assert ('ok',) in runs
     assert {'hello every minute', 'nightly hello'} <= labels
 
-    listing = newcomer.run([sys.executable, 'manage.py', 'sisy_tasks', 'hello'])
+    listing = newcomer.run([newcomer.interpreter, 'manage.py', 'sisy_tasks', 'hello'])
     assert 'hello every minute  [id' in listing and '(every minute)' in listing
 
     # daphne and the web worker serve the project's pages.

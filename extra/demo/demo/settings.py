@@ -6,6 +6,8 @@ One environment variable picks the stack:
   channel layer; nothing to install or start, all processes on one machine.
 - SISY_DEMO_STACK=postgresql-redis: PostgreSQL (database ``sisy_demo`` on
   127.0.0.1:5432, user postgres) plus the asgi_redis layer (127.0.0.1:6379).
+- SISY_DEMO_STACK=sqlite-redis: SQLite plus the asgi_redis layer, the Redis stack
+  of Python 3.11, where the psycopg2 that Django 2.2 needs does not import.
 """
 
 import os
@@ -32,12 +34,12 @@ INSTALLED_APPS = [
     'demoapp.apps.DemoAppConfig',
 ]
 
-STACKS = ('sqlite-ipc', 'postgresql-redis')
+STACKS = ('sqlite-ipc', 'postgresql-redis', 'sqlite-redis')
 STACK = os.environ.get('SISY_DEMO_STACK') or 'sqlite-ipc'
 if STACK not in STACKS:
     raise ImproperlyConfigured('SISY_DEMO_STACK=%r is not one of %s.' % (STACK, ', '.join(STACKS)))
 
-if STACK == 'sqlite-ipc':
+if STACK.startswith('sqlite'):
     DATABASES = {'default': {
         'ENGINE': 'django.db.backends.sqlite3',
         'NAME': os.path.join(BASE_DIR, 'demo.sqlite3'),
@@ -45,17 +47,19 @@ if STACK == 'sqlite-ipc':
         # at once. demoapp.sqlite turns on WAL so readers never block writers.
         'OPTIONS': {'timeout': 30},
     }}
-    CHANNEL_LAYERS = {'default': {
-        'BACKEND': 'asgi_ipc.IPCChannelLayer',
-        'ROUTING': 'demo.routing.channel_routing',
-        'CONFIG': {'prefix': 'sisy-demo'},
-    }}
 else:
     DATABASES = {'default': {
         'ENGINE': 'django.db.backends.postgresql',
         'NAME': 'sisy_demo', 'USER': 'postgres', 'HOST': '127.0.0.1', 'PORT': 5432,
         'CONN_MAX_AGE': 60,
     }}
+if STACK.endswith('ipc'):
+    CHANNEL_LAYERS = {'default': {
+        'BACKEND': 'asgi_ipc.IPCChannelLayer',
+        'ROUTING': 'demo.routing.channel_routing',
+        'CONFIG': {'prefix': 'sisy-demo'},
+    }}
+else:
     CHANNEL_LAYERS = {'default': {
         'BACKEND': 'asgi_redis.RedisChannelLayer',
         'ROUTING': 'demo.routing.channel_routing',
