@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import checks
 
 from sisy.conf import setting
-from sisy.models import MAX_SECONDS
+from sisy.validation import MAX_SECONDS
 from sisy.schedule import InvalidSchedule, Schedule
 
 CHANNEL_SETTINGS = (

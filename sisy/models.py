@@ -3,9 +3,6 @@
 import datetime as dt
 import json
 import logging
-import math
-import numbers
-import sys
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -15,6 +12,10 @@ from django.utils import timezone
 from sisy.callables import describe_callable, dotted_path
 from sisy.conf import setting
 from sisy.schedule import InvalidSchedule, Schedule
+from sisy.tracking import LoadedFields
+from sisy.validation import (  # noqa: F401 (the limits, and the validator migrations name)
+    MAX_ITERATIONS, MAX_RETRIES, MAX_SECONDS, check_delay_until, encode_userdata, task_problems,
+    validate_schedule_field, validate_task)
 
 log = logging.getLogger('sisy.models')
 
@@ -23,17 +24,6 @@ PUBLIC_FIELDS = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
                  'retry_delay')
 # A change to any of these means the next run has to be worked out again.
 TIMING_FIELDS = ('schedule', 'start_running', 'end_running', 'wait_for_schedule', 'enabled')
-
-#: The largest ``iterations``: PostgreSQL's (and MySQL's) integer column holds no more.
-MAX_ITERATIONS = 2 ** 31 - 1
-#: The largest ``retries``: the last attempt's number, ``retries + 1``, is stored in an
-#: integer column too.
-MAX_RETRIES = MAX_ITERATIONS - 1
-#: The longest ``timeout`` and ``retry_delay``, in seconds (365 days). Sisy adds them
-#: to the current time; a year ahead is always a valid datetime, and anything longer
-#: is more likely a slip (milliseconds given as seconds) than a plan.
-MAX_SECONDS = 365 * 24 * 3600
-
 
 class _DefaultTimeout:
     """A `timeout` keyword left out: SISY_DEFAULT_TIMEOUT applies (None means no limit)."""
@@ -55,14 +45,6 @@ def default_timeout():
     return setting('SISY_DEFAULT_TIMEOUT')
 
 
-def validate_schedule_field(value):
-    """Model-field validator: a bad cron expression becomes a ValidationError."""
-    try:
-        Schedule(value)
-    except InvalidSchedule as error:
-        raise ValidationError(str(error), code='invalid_schedule')
-
-
 class TaskQuerySet(models.QuerySet):
 
     def due(self, when):
@@ -75,7 +57,7 @@ class TaskQuerySet(models.QuerySet):
         return self.filter(finished_at__isnull=False, running=False)
 
 
-class Task(models.Model):
+class Task(LoadedFields, models.Model):
     """A function to run on a cron schedule, with its timing and lifecycle."""
 
     label = models.CharField(
@@ -141,31 +123,12 @@ class Task(models.Model):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._loaded = None
         self._userdata = None
 
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        task = super().from_db(db, field_names, values)
-        task._remember_loaded()
-        return task
-
     def refresh_from_db(self, using=None, fields=None):
-        """Reload fields; what was reloaded (a deferred field on first use too) counts as
-        loaded, so saving does not write it back over what a worker wrote meanwhile."""
-        refreshed = [field.attname for field in self._meta.concrete_fields
-                     if (field.attname in fields if fields is not None
-                         else field.attname in self.__dict__)]
+        if fields is None or '_extra_data' in fields:
+            self._userdata = None  # decoded again from what was reloaded
         super().refresh_from_db(using=using, fields=fields)
-        if '_extra_data' in refreshed:
-            self._userdata = None
-        if self._loaded is not None:
-            self._loaded.update((name, getattr(self, name)) for name in refreshed)
-
-    def _remember_loaded(self):
-        self._loaded = {field.attname: getattr(self, field.attname)
-                        for field in self._meta.concrete_fields
-                        if field.attname in self.__dict__}
 
     # -- callable and user data -------------------------------------------------
 
@@ -375,15 +338,6 @@ class Task(models.Model):
         log.warning('Task %r has no slot left before its end (%s); it is finished and will '
                     'be deleted', self.label, ends)
 
-    def _changed_fields(self):
-        """Fields changed since loading; a deferred field counts once it is set. None if new."""
-        if self._loaded is None or self._state.adding:
-            return None
-        deferred_set = [field.attname for field in self._meta.concrete_fields
-                        if field.attname not in self._loaded and field.attname in self.__dict__]
-        return [name for name, value in self._loaded.items()
-                if getattr(self, name) != value] + deferred_set
-
     # -- helpers users call -------------------------------------------------------
 
     @classmethod
@@ -477,194 +431,6 @@ class TaskRun(models.Model):
 
     def __str__(self):
         return '%s at %s: %s' % (self.task_label, self.scheduled_for, self.status)
-
-
-def validate_task(task, error_class=ValueError):
-    """Check a task's public fields and userdata before anything reaches the database.
-
-    Raises `error_class`: ValidationError keyed by field, or (ValueError) one
-    message naming each bad value, what is allowed and how to fix it.
-    """
-    problems = task_problems(task)
-    if problems:
-        if error_class is ValidationError:
-            raise ValidationError(problems)
-        raise error_class(' '.join(problems.values()))
-
-
-def task_problems(task):
-    """A dict of field name -> what is wrong with its value; empty when all is well.
-
-    The one place the fields are checked: task_with_callable, full_clean (the
-    admin form) and save() all come here, so each refuses the same values with
-    the same words. Numbers have upper bounds too (MAX_ITERATIONS, MAX_RETRIES,
-    MAX_SECONDS), so nothing accepted can overflow a column or a datetime later.
-    """
-    problems = {}
-    for name in ('label', 'schedule'):
-        problems[name] = _too_long(task, name)
-    for name in ('start_running', 'end_running'):
-        problems[name] = _aware_problem(getattr(task, name), name)
-    problems['end_running'] = problems['end_running'] or _end_problem(task)
-    problems['iterations'] = _count_problem(
-        task.iterations, 'iterations', '0 (run forever)', MAX_ITERATIONS,
-        'the largest whole number the database stores')
-    problems['retries'] = _count_problem(
-        task.retries, 'retries', '0 (no retries)', MAX_RETRIES,
-        "the last attempt's number, retries + 1, must fit the database's whole numbers")
-    problems['timeout'] = _seconds_problem(task.timeout, 'timeout', positive=True)
-    problems['retry_delay'] = _seconds_problem(task.retry_delay, 'retry_delay', positive=False)
-    if task._userdata is not None:
-        try:
-            encode_userdata(task._userdata)
-        except ValueError as error:
-            problems['userdata'] = str(error)
-    return {name: message for name, message in problems.items() if message}
-
-
-LENGTH_HINTS = {
-    'label': 'Shorten it; the function is stored separately, so the label is only a name.',
-    'schedule': "Shorten it with ranges and steps, e.g. '0-29' or '*/2' instead of listing "
-                "every value ('0,1,2,...').",
-}
-
-
-def _too_long(task, name):
-    value, limit = getattr(task, name), Task._meta.get_field(name).max_length
-    if isinstance(value, str) and len(value) > limit:
-        shown = value if len(value) <= 40 else value[:40] + '...'
-        return ('%s %r is %d characters long; at most %d fit. %s'
-                % (name, shown, len(value), limit, LENGTH_HINTS[name]))
-    return None
-
-
-def _aware_problem(value, name):
-    if value is not None and (not isinstance(value, dt.datetime) or timezone.is_naive(value)):
-        return ('%s must be an aware datetime (or None); got %r. (Example: '
-                'django.utils.timezone.now() + timedelta(days=1).)' % (name, value))
-    return None
-
-
-def _end_problem(task):
-    start, end = task.start_running, task.end_running
-    if end is None or _aware_problem(start, 'start_running') or _aware_problem(end, 'end_running'):
-        return None
-    if start is not None and end <= start:
-        return ('end_running %s is not after start_running %s, so the task could never run. '
-                'Give an end after the start, or leave end_running blank for no end.'
-                % (end.isoformat(), start.isoformat()))
-    changed = task._changed_fields()
-    now = timezone.now()
-    if end <= now and (changed is None or 'end_running' in changed):
-        return ('end_running %s is in the past (now is %s), so the task could never run. '
-                'Give a future time, or leave end_running blank for no end.'
-                % (end.isoformat(), now.isoformat()))
-    return None
-
-
-def _count_problem(value, name, zero, limit, why):
-    if not _is_whole(value) or value < 0:
-        return ('%s must be a whole number, %s or more; got %r. (Example: 3.)'
-                % (name, zero, value))
-    if value > limit:
-        return '%s must be at most %d (%s); got %r.' % (name, limit, why, value)
-    return None
-
-
-def _seconds_problem(value, name, positive):
-    if positive and value is None:
-        return None  # no time limit
-    if not _is_number(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
-        allowed = ('a number of seconds greater than 0, or None for no limit' if positive
-                   else 'a number of seconds, 0 or more')
-        return '%s must be %s; got %r. (Example: %s.)' % (
-            name, allowed, value, 300 if positive else 60)
-    if value > MAX_SECONDS:
-        return '%s must be at most %d seconds (365 days); got %r. (Example: %s.)' % (
-            name, MAX_SECONDS, value, 300 if positive else 60)
-    return None
-
-
-def _is_whole(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def encode_userdata(value):
-    """Return userdata as JSON text; raise ValueError unless it is a JSON-able dict."""
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise ValueError('userdata must be a dict of JSON data; got %s %r.'
-                         % (type(value).__name__, value))
-    try:
-        return json.dumps(value, sort_keys=True, allow_nan=False)
-    except RecursionError:  # the encoder recurses once per level of nesting
-        raise ValueError('userdata is nested deeper than JSON can store (dicts and lists '
-                         'inside each other, about %d levels or more). Store it flatter.'
-                         % sys.getrecursionlimit())
-    except (TypeError, ValueError) as error:
-        found = _unstorable(value)
-        if found:
-            raise ValueError(found)
-        raise ValueError('userdata %r cannot be stored as JSON: %s' % (value, error))
-
-
-_LEAVE = object()
-
-
-def _unstorable(value):
-    """Where `value` holds what JSON cannot store (NaN, infinity, itself), said for people.
-
-    None if it holds none of these. Walks the data with a list rather than by
-    recursion, so data that contains itself gets an answer, not a RecursionError.
-    """
-    root = ('userdata',)  # a place is (its container's place, its key)
-    walk, holding = [(value, root)], {}  # holding: id -> place, of the open containers
-    while walk:
-        item, place = walk.pop()
-        if item is _LEAVE:
-            del holding[place]
-            continue
-        if id(item) in holding:
-            return ('%s is %s itself, which contains it: JSON cannot store data that '
-                    'contains itself. Store a copy, or a key to find it by, instead.'
-                    % (_spelled(place), _spelled(holding[id(item)])))
-        holding[id(item)] = place
-        walk.append((_LEAVE, id(item)))
-        nested = []
-        for key, child in (item.items() if isinstance(item, dict) else enumerate(item)):
-            if isinstance(child, float) and not math.isfinite(child):
-                return ('%s is %r, which JSON cannot store (it has no NaN or Infinity). '
-                        'Store None or a string such as %r instead.'
-                        % (_spelled((place, key)), child, str(child)))
-            if isinstance(child, (dict, list, tuple)):
-                nested.append((child, (place, key)))
-        walk.extend(reversed(nested))
-    return None
-
-
-def _spelled(place):
-    keys = []
-    while len(place) == 2:
-        place, key = place
-        keys.append(key)
-    return place[0] + ''.join('[%r]' % (key,) for key in reversed(keys))
-
-
-def check_delay_until(when):
-    """Raise ValueError unless `when` is an aware datetime in the future."""
-    if not isinstance(when, dt.datetime):
-        raise ValueError('delay_until must be a datetime; got %s %r.' % (type(when).__name__, when))
-    if timezone.is_naive(when):
-        raise ValueError('delay_until %s has no time zone; pass an aware datetime, e.g. '
-                         'django.utils.timezone.now() + timedelta(days=3).' % (when,))
-    if when <= timezone.now():
-        raise ValueError('delay_until %s is not in the future (now is %s).'
-                         % (when.isoformat(), timezone.now().isoformat()))
 
 
 def task_with_callable(the_callable, label=None, schedule=None, userdata=None,
