@@ -16,20 +16,17 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from sisy import history, lifecycle
+from sisy import doorbells, history, lifecycle
 from sisy.conf import setting
 from sisy.errors import first_line
 from sisy.heartbeat import next_tick
-from sisy.models import Task, TaskRun, TickRecord
+from sisy.models import Task, TickRecord
 
 log = logging.getLogger('sisy.dispatch')
 
 
 # The first batch is small so the first runs of a burst start before the rest is claimed.
 FIRST_BATCH, CLAIM_BATCH = 50, 500
-# Doorbells rung per tick: each wakes a worker, which then takes waiting runs
-# from the table until none is left or DRAIN_SECONDS pass (and rings again).
-DOORBELLS = 10
 
 
 def process_tick(when, now=None):
@@ -42,8 +39,8 @@ def process_tick(when, now=None):
     now = now or timezone.now()
     lifecycle.lose_expired(now)
     lifecycle.repair_stuck_tasks()
-    claimed = claim_due_tasks(when, on_first_batch=lambda: ring_doorbells(now, DOORBELLS))
-    ring_doorbells(now, DOORBELLS)
+    claimed = claim_due_tasks(when, on_first_batch=lambda: doorbells.ring(now, doorbells.PER_TICK))
+    doorbells.ring(now, doorbells.PER_TICK)
     record_tick(when, now, len(claimed))
     send_finished_to_reaper()
     history.prune_now_and_then()
@@ -129,27 +126,6 @@ def _claim_one_by_one(tasks, when):
                         task.label, task.next_run.isoformat(), first_line(error))
     return run_ids
 
-
-
-def ring_doorbells(now, count):
-    """Send up to `count` run messages naming the oldest due pending runs; return how many.
-
-    A message only wakes a worker: the worker takes that run or, if it is
-    gone, the next one waiting, so a lost or duplicate message costs nothing.
-    Stops quietly when the channel is full: the workers have messages enough.
-    """
-    waiting = (TaskRun.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
-                                      status=TaskRun.PENDING)
-               .order_by('pk').values_list('pk', flat=True)[:count])
-    channel = Channel(setting('SISY_RUN_TASK_CHANNEL'))
-    rung = 0
-    for run_id in waiting:
-        try:
-            channel.send({'run_id': run_id}, immediately=True)
-        except channel.channel_layer.ChannelFull:
-            break
-        rung += 1
-    return rung
 
 
 def send_to_reaper(task_id):

@@ -23,9 +23,6 @@ TICK_PERIODS = 3  # no tick for this many heartbeat periods is a problem
 FAILURES = 3      # failing this many times in a row is a problem
 LISTED = 10       # problems of one kind listed one by one; the rest are counted
 
-FAILED = (TaskRun.ERROR, TaskRun.TIMEOUT, TaskRun.LOST)
-# A run that ends a streak of failures: the function returned, or an operator stopped it.
-SETTLED = (TaskRun.OK, TaskRun.STOPPED)
 UNREAD = object()  # a figure the caller has not read yet
 
 
@@ -99,10 +96,10 @@ def unsettled_tasks():
     run lookups use the (task, status) index, and only for these tasks.
     """
     runs = TaskRun.objects.filter(task=OuterRef('pk')).order_by()
-    settled = runs.filter(status__in=SETTLED).order_by('-pk').values('pk')[:1]
+    settled = runs.filter(status__in=TaskRun.SETTLED).order_by('-pk').values('pk')[:1]
     success = runs.filter(status=TaskRun.OK).order_by('-pk').values('started_at')[:1]
     # COUNT as a plain function: an aggregate would make Django group the outer query.
-    failed = (runs.filter(status__in=FAILED, pk__gt=OuterRef('settled_pk'))
+    failed = (runs.filter(status__in=TaskRun.FAILED, pk__gt=OuterRef('settled_pk'))
               .annotate(count=Func(F('pk'), function='COUNT')).values('count'))
     return (Task.objects.exclude(last_outcome__in=('', TaskRun.OK))
             .annotate(settled_pk=Coalesce(Subquery(settled), Value(0)))

@@ -12,7 +12,7 @@ import datetime as dt
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
-from sisy import queries
+from sisy import queries, retries
 from sisy.conf import setting
 from sisy.describe import local_time
 from sisy.models import SlotEvent, TaskRun, TickRecord
@@ -116,6 +116,11 @@ def _event(task, kind, first, last, slots, ran_at, detail):
                      last_slot=last, slots=slots, ran_at=ran_at, detail=detail)
 
 
+def on_task_reenabled(sender, task, now, **ignored):
+    """Receiver of signals.task_reenabled (connected in apps.ready)."""
+    note_reenabled(task, now)
+
+
 def note_reenabled(task, now):
     """A task enabled again: record the slots that passed while it was disabled."""
     if task.next_run is None or task.next_run >= now:
@@ -163,10 +168,11 @@ def describe_run(run, late, zone):
     """A sentence for a run that did not go as scheduled, or '' for one that did."""
     slot = local_time(run.scheduled_for, zone)
     if run.attempt > 1:
-        allowed = 1 + run.task.retries if run.task_id is not None else None
-        if allowed is not None and run.attempt > allowed:  # a lost one-off's extra attempts
-            from sisy.lifecycle import FINAL_RUN_ATTEMPTS  # lifecycle imports this module
-            allowed = max(allowed, FINAL_RUN_ATTEMPTS)
+        allowed = None
+        if run.task_id is not None:
+            allowed = retries.attempts_allowed(run.task)
+            if run.attempt > allowed:  # a lost one-off's extra attempts
+                allowed = retries.attempts_allowed(run.task, lost_final_run=True)
         return '%s: attempt %d%s (%s)' % (slot, run.attempt,
                                            ' of %d' % allowed if allowed else '',
                                            run.get_status_display())

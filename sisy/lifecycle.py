@@ -22,7 +22,7 @@ from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from sisy import ledger, queries, signals
+from sisy import ledger, queries, retries, signals
 from sisy.errors import first_line, is_outage, storable_text
 from sisy.models import Task, TaskRun
 from sisy.schedule import InvalidSchedule
@@ -30,10 +30,6 @@ from sisy.schedule import InvalidSchedule
 log = logging.getLogger('sisy.lifecycle')
 
 HOST = socket.gethostname()
-# A lost run of a task with no slot left (a run_once, the last of run_iterations)
-# is attempted again, so the job is not dropped, up to this many attempts in all
-# (or 1 + retries, if that is more).
-FINAL_RUN_ATTEMPTS = 3
 
 
 # -- the tick's side ---------------------------------------------------------------
@@ -360,7 +356,7 @@ def _record_endings(endings, now, follow_up=True):
 
 
 def _seconds(ending):
-    if ending.started_at is None or ending.status == TaskRun.SKIPPED:
+    if ending.started_at is None or ending.status not in TaskRun.ATTEMPTED:
         return None
     return (ending.finished_at - ending.started_at).total_seconds()
 
@@ -406,8 +402,8 @@ def _follow_up(endings, now):
         task = run.task if run.task_id is not None else None
         if task is None:
             continue
-        counts = ending.status != TaskRun.SKIPPED
-        delay = retry_delay(task, run, ending.status)
+        counts = ending.status in TaskRun.ATTEMPTED
+        delay = retries.retry_delay(task, run, ending.status)
         if delay is not None and not Task.objects.filter(pk=task.pk).exists():
             log.info('Run %s of %r ended %s; no retry: its task was deleted meanwhile',
                      run.pk, run.task_label, ending.status)
@@ -459,18 +455,6 @@ def _delete_finished(task_ids):
             if idle.delete()[0]:
                 gone.add(task_id)
     return gone
-
-
-def retry_delay(task, run, outcome):
-    """Seconds until the next attempt of `run`, or None if it gets no further attempt."""
-    if outcome not in TaskRun.RETRIED:
-        return None
-    if run.attempt <= task.retries:
-        return task.retry_delay
-    if outcome == TaskRun.LOST and task.finished_at is not None \
-            and run.attempt < max(FINAL_RUN_ATTEMPTS, task.retries + 1):
-        return 0  # the job's only chance: the lease already made it wait
-    return None
 
 
 def _has_active_run(task_id):

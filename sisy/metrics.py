@@ -158,13 +158,13 @@ def recent_runs(now):
     """Outcomes, durations and start delays of the runs claimed in the last RECENT_SECONDS."""
     since = now - dt.timedelta(seconds=RECENT_SECONDS)
     rows = list(TaskRun.objects.filter(created_at__gte=since, started_at__isnull=False)
-                .exclude(status=TaskRun.SKIPPED).order_by('-created_at')
+                .filter(status__in=TaskRun.ACTIVE + TaskRun.ATTEMPTED).order_by('-created_at')
                 .values_list('status', 'duration', 'started_at', 'scheduled_for',
                              'not_before', 'created_at', 'attempt')[:RECENT_RUNS])
     window = 'runs claimed in the last %d s (at most the newest %d)' % (RECENT_SECONDS,
                                                                          RECENT_RUNS)
     statuses = _gauge('sisy_recent_runs', 'Started %s, by status.' % window, labels=['status'])
-    for status in (TaskRun.RUNNING,) + tuple(s for s in TaskRun.DONE if s != TaskRun.SKIPPED):
+    for status in (TaskRun.RUNNING,) + TaskRun.ATTEMPTED:
         statuses.add_metric([status], sum(1 for row in rows if row[0] == status))
     yield statuses
     durations = [row[1] for row in rows if row[1] is not None]

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from sisy import signals
 from sisy.callables import describe_callable, dotted_path
 from sisy.conf import setting
 from sisy.schedule import InvalidSchedule, Schedule
@@ -280,8 +281,7 @@ class Task(LoadedFields, models.Model):
             if self.enabled and 'enabled' in changed:
                 self.disabled_reason = ''
                 changed.append('disabled_reason')
-                from sisy import ledger  # the ledger reads these models
-                ledger.note_reenabled(self, timezone.now())
+                signals.task_reenabled.send(Task, task=self, now=timezone.now())
             update_fields = kwargs.pop('update_fields', None) or changed
             retime = (self.enabled and self.finished_at is None
                       and set(TIMING_FIELDS) & set(update_fields))
@@ -363,9 +363,8 @@ class Task(LoadedFields, models.Model):
             iterations=iterations, wait_for_schedule=not run_immediately,
             start_running=delay_until, **fields)
         task.save()
-        if run_immediately and delay_until is None and setting('SISY_ALWAYS_EAGER'):
-            from sisy.testing import _run_eagerly
-            _run_eagerly(task)
+        if run_immediately and delay_until is None:
+            signals.task_due_now.send(Task, task=task)
         return task
 
     @classmethod
@@ -396,10 +395,14 @@ class TaskRun(models.Model):
         (ERROR, 'error'), (TIMEOUT, 'timeout'), (STOPPED, 'stopped by an operator'),
         (LOST, 'lost (worker stopped)'), (SKIPPED, 'skipped (task disabled or deleted)'),
     )
-    ACTIVE = (PENDING, RUNNING)
+    # The groups every module reads outcomes by; a new outcome joins its groups here.
+    ACTIVE = (PENDING, RUNNING)                     # still has work to do
     DONE = (OK, ERROR, TIMEOUT, STOPPED, LOST, SKIPPED)
-    # Outcomes after which a task with retries left gets another attempt.
-    RETRIED = (ERROR, TIMEOUT, LOST)
+    FAILED = (ERROR, TIMEOUT, LOST)                 # counts towards a failing streak
+    SETTLED = (OK, STOPPED)                         # ends a failing streak
+    ATTEMPTED = (OK, ERROR, TIMEOUT, STOPPED, LOST)  # the function was (to be) called:
+    #                                                 an iteration and a last outcome
+    RETRYABLE = FAILED                              # a task's retries give another attempt
 
     task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name='runs')
     task_label = models.CharField(max_length=255)

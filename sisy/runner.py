@@ -33,7 +33,7 @@ from channels.message import Message
 from django.db import Error, connection
 from django.utils import timezone
 
-from sisy import dispatch, lifecycle, signals
+from sisy import doorbells, lifecycle, signals
 from sisy.callables import CallableNotFound, load_callable
 from sisy.conf import setting
 from sisy.errors import first_line, is_outage
@@ -344,7 +344,7 @@ class RunBatch:
             self._give_back('this worker is stopping')
             self.flush()
         self._announce()
-        dispatch.ring_doorbells(timezone.now(), 1)
+        doorbells.ring(timezone.now(), 1)
 
     def _flush_through_outage(self):
         """Flush, retrying through a database outage while the leases could still hold.
@@ -426,7 +426,7 @@ class RunBatch:
             self.queue.remove(run)  # given back, or no longer ours (lost, stopped)
         if given:
             log.info('Gave back %d run(s) for other workers to take: %s', len(given), why)
-            dispatch.ring_doorbells(timezone.now(), min(len(given), dispatch.DOORBELLS))
+            doorbells.ring(timezone.now(), min(len(given), doorbells.PER_TICK))
 
     def _renew(self, now):
         held = [run.pk for run in self.queue] + [ending.run.pk for ending in self.endings]

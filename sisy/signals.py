@@ -80,3 +80,14 @@ def send_run_finished(task, run):
     """Announce `run`, whose outcome was just recorded (its fields say what it was)."""
     run_finished.send_safely(type(run), task=task, run=run, outcome=run.status,
                              duration=run.duration, error=run.error)
+
+
+# -- Sisy's own wiring: sent by the models, received by modules above them (apps.ready
+# connects them), so the models never import what builds on them. Not for users.
+
+#: A task was saved with its first run due now (run_once, run_immediately). Argument: ``task``.
+task_due_now = Signal()
+
+#: A task was enabled again. Arguments: ``task`` (as saved) and ``now``.
+task_reenabled = Signal()
+

@@ -54,6 +54,12 @@ def run_due_tasks(now=None):
         ran += _execute([run_id], doorbell)
 
 
+def on_task_due_now(sender, task, **ignored):
+    """Receiver of signals.task_due_now (connected in apps.ready): SISY_ALWAYS_EAGER's run."""
+    if setting('SISY_ALWAYS_EAGER'):
+        _run_eagerly(task)
+
+
 def _run_eagerly(task):
     """Claim `task`'s slot if it is due now and run it in this process; return the run or None.
 

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from sisy import consumers, dispatch
+from sisy import consumers, dispatch, doorbells
 from sisy.models import Task, TaskRun, task_with_callable
 from tests.testapp import tasks
 from tests.testapp.models import Call, Counter
@@ -264,7 +264,7 @@ def test_more_due_tasks_than_channel_capacity_all_run_once(worker, soon):
     claimed = dispatch.process_tick(soon)
     assert len(claimed) == 25
     # The table is the queue: a few messages wake workers, which take runs from it.
-    assert len(worker.pending('sisy.run_task')) == dispatch.DOORBELLS
+    assert len(worker.pending('sisy.run_task')) == doorbells.PER_TICK
     worker.deliver()
     assert calls() == 25
     assert Call.objects.values('run_id').distinct().count() == 25

@@ -7,7 +7,7 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from sisy import dispatch, lifecycle
+from sisy import dispatch, lifecycle, retries
 from sisy.models import Task, TaskRun, task_with_callable
 from tests.testapp import tasks
 from tests.testapp.models import Call
@@ -97,7 +97,7 @@ def test_a_lost_run_once_is_attempted_again_not_dropped(worker, soon):
 def test_a_lost_one_off_job_gives_up_after_its_attempts(worker, soon):
     task = Task.run_once(tasks.record)
     when = soon
-    for attempt in range(lifecycle.FINAL_RUN_ATTEMPTS):
+    for attempt in range(retries.FINAL_RUN_ATTEMPTS):
         die_while_running(worker, when)
         when += 2 * MINUTE
     worker.tick(when)
