@@ -352,6 +352,15 @@ def _follow_up(endings, now):
         Task.objects.filter(pk=task_id).update(**changes)
 
 
+def delete_finished(task_ids):
+    """Delete those of `task_ids` that have no slot left and no active run; return their ids.
+
+    Their runs keep their history, unlinked from the task.
+    """
+    with transaction.atomic(savepoint=False):
+        return _delete_finished(task_ids)
+
+
 def _delete_finished(task_ids):
     if queries.fast_sql():
         return queries.delete_finished(task_ids)
