@@ -130,3 +130,49 @@ def wait_until_blocked_by_this_transaction(seconds=10):
             time.sleep(0.01)
     raise AssertionError('no other session waited on this one within %s s' % seconds)
 
+
+def test_two_runs_of_a_finished_task_ending_together_both_record_their_outcome(worker, soon):
+    """The last run's finish deletes the task; another run ending meanwhile cannot break it.
+
+    The run ending in between the unlinking of the runs and the deletion of the
+    task (where those were two statements) left a run pointing at a deleted
+    task, and the last run's ending failed on the foreign key.
+    """
+    task = task_with_callable(tasks.record, label='overlapping', allow_overlap=True,
+                              iterations=2)
+    task.save()
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    dispatch.claim_due_tasks(soon)
+    dispatch.claim_due_tasks(soon + dt.timedelta(minutes=1))  # the last slot
+    first, last = lifecycle.take_batch(soon, dt.timedelta(minutes=5), 2)
+    between, go, results = threading.Event(), threading.Event(), []
+
+    def pause_after_unlinking(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith('UPDATE %s SET task_id = NULL' % TaskRun._meta.db_table):
+            between.set()
+            go.wait(10)
+        return result
+
+    def finish_the_last_run():
+        try:
+            with connection.execute_wrapper(pause_after_unlinking):
+                results.append(lifecycle.finish(last, TaskRun.OK))
+        except Exception as error:  # reported by the assertion below
+            results.append(error)
+        finally:
+            connection.close()
+
+    finisher = threading.Thread(target=finish_the_last_run)
+    finisher.start()
+    deadline = time.monotonic() + 10
+    while not between.is_set() and finisher.is_alive() and time.monotonic() < deadline:
+        between.wait(0.01)
+    assert lifecycle.finish(first, TaskRun.OK)
+    go.set()
+    finisher.join(10)
+    assert results == [True]
+    assert list(TaskRun.objects.order_by('pk').values_list('status', flat=True)) == ['ok', 'ok']
+    worker.tick(soon + dt.timedelta(minutes=2))  # the reaper deletes it if nobody did
+    assert not Task.objects.exists()
+    assert not TaskRun.objects.filter(task__isnull=False).exists()
