@@ -1,5 +1,6 @@
 """Task functions the tests schedule. Each records its own calls."""
 
+import threading
 import time
 
 from tests.testapp.models import Call
@@ -39,9 +40,14 @@ class Plain:
 not_callable = 42
 
 
+# Set by sleep_long once it is running: for tests that act on a function under way.
+sleeping = threading.Event()
+
+
 def sleep_long(message):
     """Sleep for userdata['seconds']; note in userdata that clean-up ran when interrupted."""
     task = message['task']
+    sleeping.set()
     try:
         time.sleep(task.userdata.get('seconds', 60))
     finally:
