@@ -218,20 +218,26 @@ def test_runs_held_behind_a_slow_run_are_recorded_or_given_back(soon, monkeypatc
     caplog.set_level(logging.INFO, logger='sisy.runner')
     labels = ('named', 'quick', 'slow', 'behind')
     for label in labels:
-        function = tasks.sleep_long if label == 'slow' else tasks.count_in_userdata
-        task_with_callable(function, label=label, userdata={'seconds': 4}).save()
+        function = tasks.run_until_released if label == 'slow' else tasks.count_in_userdata
+        task_with_callable(function, label=label).save()
     Task.objects.update(next_run=soon)
     named, quick, slow, behind = dispatch.claim_due_tasks(soon)
+    tasks.sleeping.clear()
+    tasks.released.clear()
     with reads_that_lock_nothing():
         worker = threading.Thread(target=in_a_thread, args=(execute_run, named, None))
         worker.start()
-        # 'quick' ended before 'slow' began: its outcome is recorded while 'slow' runs on.
-        wait_for(lambda: status_of(quick) == 'ok' and status_of(slow) == 'running',
-                 message='the quick run to be recorded during the slow one')
-        wait_for(lambda: status_of(behind) == 'pending', timeout=runner.GIVE_BACK_AFTER + 3,
-                 message='the run behind the slow one to be given back')
-        assert status_of(slow) == 'running'
-        worker.join(15)
+        try:
+            wait_for(tasks.sleeping.is_set, timeout=60, message='the slow function to start')
+            # 'quick' ended before 'slow' began: its outcome is recorded while 'slow' runs on.
+            wait_for(lambda: status_of(quick) == 'ok', timeout=60,
+                     message='the quick run to be recorded during the slow one')
+            wait_for(lambda: status_of(behind) == 'pending', timeout=60,
+                     message='the run behind the slow one to be given back')
+            assert status_of(slow) == 'running'
+        finally:
+            tasks.released.set()
+        worker.join(60)
         assert not worker.is_alive()
     assert [status_of(run_id) for run_id in (named, quick, slow)] == ['ok'] * 3
     assert 'Gave back 1 run(s)' in caplog.text

@@ -40,8 +40,9 @@ class Plain:
 not_callable = 42
 
 
-# Set by sleep_long once it is running: for tests that act on a function under way.
-sleeping = threading.Event()
+# Set by sleep_long and run_until_released once running: for tests that act on a
+# function under way. run_until_released returns once `released` is set.
+sleeping, released = threading.Event(), threading.Event()
 
 
 def sleep_long(message):
@@ -61,3 +62,9 @@ def busy_loop_catching_exceptions(message):
             sum(range(1000))
         except Exception:
             pass
+
+
+def run_until_released(message):
+    """Run until the test sets `released` (a minute at most)."""
+    sleeping.set()
+    released.wait(60)
