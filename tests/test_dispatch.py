@@ -351,6 +351,18 @@ def test_the_reaper_leaves_a_task_whose_last_run_has_not_run_yet(worker, soon):
     assert not Task.objects.exists()
 
 
+def test_a_stuck_task_is_repaired_while_a_deleted_task_still_has_a_run(worker, soon):
+    """A run whose task was deleted (no task any more) must not hide the others from repair."""
+    deleted = make(label='deleted', when=soon)
+    dispatch.claim_due_tasks(soon)
+    lifecycle.take(soon, dt.timedelta(minutes=5))  # its run is under way...
+    Task.objects.filter(pk=deleted.pk).delete()  # ...when an operator deletes the task
+    stuck = make(label='stuck', when=soon + MINUTE)
+    Task.objects.filter(pk=stuck.pk).update(running=True)  # as after a crash
+    worker.tick(soon + MINUTE)
+    assert calls('stuck') == 1
+
+
 def test_bad_run_messages_do_not_crash_the_consumer(caplog):
     class FakeMessage:
         content = {'run_id': 'DROP TABLE'}
