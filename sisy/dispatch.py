@@ -150,16 +150,17 @@ REAP_BATCH = 500
 
 
 def reap(task_id):
-    """Delete the task if it is finished, and a batch of other finished tasks.
+    """Delete the task if it has finished, and a batch of other finished tasks.
 
+    Finished means no slot left and no run waiting or under way (the runs
+    decide, not the `running` flag), checked again as each task is deleted.
     The batch clears the backlog left when reaper messages met a full channel
     (a burst of run_once tasks), which would otherwise take a tick per message.
     Returns how many tasks were deleted.
     """
-    finished = Task.objects.finished()
-    backlog = list(finished.exclude(pk=task_id).values_list('pk', flat=True)[:REAP_BATCH])
-    _, per_model = finished.filter(pk__in=[task_id] + backlog).delete()
-    deleted = per_model.get(Task._meta.label, 0)
+    backlog = list(Task.objects.finished().exclude(pk=task_id)
+                   .values_list('pk', flat=True)[:REAP_BATCH])
+    deleted = len(lifecycle.delete_finished([task_id] + backlog))
     if deleted:
         log.info('Reaped %d finished task(s)', deleted)
     return deleted

@@ -162,7 +162,8 @@ def repair_stuck_tasks():
     Each candidate is re-checked under a row lock, so a claim committing at the
     same moment is never undone. Returns how many tasks were repaired.
     """
-    active = TaskRun.objects.filter(status__in=TaskRun.ACTIVE).values('task_id')
+    # Without task_id IS NOT NULL, one active run of a deleted task makes NOT IN find nothing.
+    active = TaskRun.objects.filter(status__in=TaskRun.ACTIVE, task__isnull=False).values('task_id')
     candidates = list(Task.objects.filter(running=True).exclude(pk__in=active)
                       .values_list('pk', flat=True)[:500])
     repaired = 0
@@ -441,6 +442,15 @@ def _follow_up(endings, now):
         if userdata is not None:
             changes['_extra_data'] = userdata
         Task.objects.filter(pk=task_id).update(**changes)
+
+
+def delete_finished(task_ids):
+    """Delete those of `task_ids` that have no slot left and no active run; return their ids.
+
+    Their runs keep their history, unlinked from the task.
+    """
+    with transaction.atomic(savepoint=False):
+        return _delete_finished(task_ids)
 
 
 def _delete_finished(task_ids):

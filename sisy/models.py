@@ -6,7 +6,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sisy import signals
@@ -54,8 +54,14 @@ class TaskQuerySet(models.QuerySet):
                 .filter(Q(allow_overlap=True) | Q(running=False)))
 
     def finished(self):
-        """Tasks with no slot left and no run under way: the reaper deletes these."""
-        return self.filter(finished_at__isnull=False, running=False)
+        """Tasks with no slot left and no run waiting or under way: the reaper deletes these.
+
+        Judged by the runs, not by `running`: a run of an allow_overlap task that
+        finishes while a tick claims the last slot can leave that flag False.
+        """
+        active = TaskRun.objects.filter(task=OuterRef('pk'), status__in=TaskRun.ACTIVE)
+        return (self.filter(finished_at__isnull=False)
+                .annotate(has_active_run=Exists(active)).filter(has_active_run=False))
 
 
 class Task(LoadedFields, models.Model):

@@ -280,17 +280,24 @@ def _new_run_columns(now):
 def delete_finished(task_ids):
     """Delete those of the tasks that have finished and have no active run; return their ids.
 
-    Their runs keep their history, unlinked first.
+    Their runs keep their history, unlinked from them. The runs unlinked are
+    those of the tasks deleted (the foreign key is checked at commit), so a run
+    ending between the two writes cannot leave a run pointing at a deleted task.
+    One statement on PostgreSQL, two on SQLite.
     """
     marks = ', '.join(['%s'] * len(task_ids))
-    idle = ("finished_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {run} WHERE "
-            "{run}.task_id = {task}.id AND {run}.status IN ('pending', 'running'))"
-            .format(run=RUN, task=TASK))
-    ids = list(task_ids)
+    delete = ("DELETE FROM {task} WHERE id IN ({marks}) AND finished_at IS NOT NULL AND NOT "
+              "EXISTS (SELECT 1 FROM {run} WHERE {run}.task_id = {task}.id AND {run}.status "
+              "IN ('pending', 'running')) RETURNING id").format(run=RUN, task=TASK, marks=marks)
+    unlink = 'UPDATE {run} SET task_id = NULL WHERE task_id IN ({gone})'
     with connection.cursor() as cursor:
-        cursor.execute('UPDATE {run} SET task_id = NULL WHERE task_id IN (SELECT id FROM {task} '
-                       'WHERE id IN ({marks}) AND {idle})'.format(
-                           run=RUN, task=TASK, marks=marks, idle=idle), ids)
-        cursor.execute('DELETE FROM {task} WHERE id IN ({marks}) AND {idle} RETURNING id'
-                       .format(task=TASK, marks=marks, idle=idle), ids)
-        return {row[0] for row in cursor.fetchall()}
+        if connection.vendor == 'postgresql':
+            cursor.execute('WITH gone AS ({delete}), unlinked AS ({unlink}) SELECT id FROM gone'
+                           .format(delete=delete, unlink=unlink.format(
+                               run=RUN, gone='SELECT id FROM gone')), list(task_ids))
+            return {row[0] for row in cursor.fetchall()}
+        cursor.execute(delete, list(task_ids))
+        gone = [row[0] for row in cursor.fetchall()]
+        if gone:
+            cursor.execute(unlink.format(run=RUN, gone=', '.join(['%s'] * len(gone))), gone)
+        return set(gone)

@@ -1,12 +1,14 @@
 """Several dispatchers handling the same tick at once, with real row locks (PostgreSQL)."""
 
+import datetime as dt
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 
-from sisy import dispatch
+from sisy import dispatch, lifecycle
 from sisy.models import Task, TaskRun, task_with_callable
 from tests.testapp import tasks
 from tests.testapp.models import Call
@@ -71,3 +73,106 @@ def test_concurrent_workers_run_a_duplicated_message_once(worker, soon):
     outcomes = run_together(4, lambda: execute_run(run_id, Message()))
     assert sorted(outcomes) == [[], [], [], ['ok']]  # one ran it; three found nothing
     assert Call.objects.filter(label='once').count() == 1
+
+
+def test_the_last_slot_claimed_while_a_run_finishes_still_runs(worker, soon):
+    """A run finishing while a tick claims the task's last slot leaves `running` False.
+
+    The finishing run's release waits on the claim's row lock and then writes
+    what its own snapshot saw (no run active). The reaper must still see the
+    pending last run and leave the task alone until it has run.
+    """
+    task = task_with_callable(tasks.record, label='overlapping', allow_overlap=True,
+                              iterations=2)
+    task.save()
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    dispatch.claim_due_tasks(soon)
+    first = lifecycle.take(soon, dt.timedelta(minutes=5))
+    worker.layer.channel_layer.flush()
+    last_slot = soon + dt.timedelta(minutes=1)
+    finished = []
+
+    def finish_the_first_run():
+        try:
+            finished.append(lifecycle.finish(first, TaskRun.OK, now=last_slot))
+        finally:
+            connection.close()
+
+    finisher = threading.Thread(target=finish_the_first_run)
+    with transaction.atomic():
+        due = list(Task.objects.due(last_slot).only(*lifecycle.CLAIM_COLUMNS))
+        assert len(lifecycle.claim(due, last_slot)) == 1
+        finisher.start()
+        wait_until_blocked_by_this_transaction()
+    finisher.join(10)
+    assert finished == [True]
+    task.refresh_from_db()
+    assert task.finished_at is not None and task.running is False  # the race happened
+    assert TaskRun.objects.filter(status=TaskRun.PENDING).count() == 1
+    dispatch.send_finished_to_reaper()
+    worker.deliver()  # the reaper first, then the last run
+    dispatch.ring_doorbells(last_slot, 1)
+    worker.deliver()
+    assert list(TaskRun.objects.order_by('pk').values_list('status', flat=True)) == ['ok', 'ok']
+    assert Call.objects.filter(label='overlapping').count() == 1
+    assert not Task.objects.exists()
+
+
+def wait_until_blocked_by_this_transaction(seconds=10):
+    """Return once another session waits on a lock this session holds."""
+    deadline = time.monotonic() + seconds
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute('SELECT count(*) FROM pg_locks WHERE NOT granted '
+                           'AND pg_backend_pid() = ANY(pg_blocking_pids(pid))')
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError('no other session waited on this one within %s s' % seconds)
+
+
+def test_two_runs_of_a_finished_task_ending_together_both_record_their_outcome(worker, soon):
+    """The last run's finish deletes the task; another run ending meanwhile cannot break it.
+
+    The run ending in between the unlinking of the runs and the deletion of the
+    task (where those were two statements) left a run pointing at a deleted
+    task, and the last run's ending failed on the foreign key.
+    """
+    task = task_with_callable(tasks.record, label='overlapping', allow_overlap=True,
+                              iterations=2)
+    task.save()
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    dispatch.claim_due_tasks(soon)
+    dispatch.claim_due_tasks(soon + dt.timedelta(minutes=1))  # the last slot
+    first, last = lifecycle.take_batch(soon, dt.timedelta(minutes=5), 2)
+    between, go, results = threading.Event(), threading.Event(), []
+
+    def pause_after_unlinking(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith('UPDATE %s SET task_id = NULL' % TaskRun._meta.db_table):
+            between.set()
+            go.wait(10)
+        return result
+
+    def finish_the_last_run():
+        try:
+            with connection.execute_wrapper(pause_after_unlinking):
+                results.append(lifecycle.finish(last, TaskRun.OK))
+        except Exception as error:  # reported by the assertion below
+            results.append(error)
+        finally:
+            connection.close()
+
+    finisher = threading.Thread(target=finish_the_last_run)
+    finisher.start()
+    deadline = time.monotonic() + 10
+    while not between.is_set() and finisher.is_alive() and time.monotonic() < deadline:
+        between.wait(0.01)
+    assert lifecycle.finish(first, TaskRun.OK)
+    go.set()
+    finisher.join(10)
+    assert results == [True]
+    assert list(TaskRun.objects.order_by('pk').values_list('status', flat=True)) == ['ok', 'ok']
+    worker.tick(soon + dt.timedelta(minutes=2))  # the reaper deletes it if nobody did
+    assert not Task.objects.exists()
+    assert not TaskRun.objects.filter(task__isnull=False).exists()

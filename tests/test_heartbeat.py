@@ -304,8 +304,10 @@ def test_signal_stops_the_command_promptly_and_cleanly(signum):
         assert 'Heartbeat started' in first_line
         started = time.monotonic()
         process.send_signal(signum)
-        assert process.wait(timeout=10) == 0
-        assert time.monotonic() - started < 2
+        assert process.wait(timeout=30) == 0
+        # Not at the next tick (up to the 60 s period away); a loaded machine may take
+        # a few seconds to exit.
+        assert time.monotonic() - started < 10
         assert 'stopping' in process.stderr.read()
     finally:
         if process.poll() is None:

@@ -198,31 +198,38 @@ def test_a_timeout_in_a_worker_thread_interrupts_the_function():
 
 
 def test_an_operator_can_stop_a_running_run():
-    started = time.monotonic()
     task = task_with_callable(tasks.sleep_long, label='to-stop', wait_for_schedule=False,
                               userdata={'seconds': 60})
     task.save()
     [run_id] = lifecycle_claim(task)
-    stopper = threading.Thread(target=stop_when_running, args=(run_id,))
+    tasks.sleeping.clear()
+    asked = []
+    stopper = threading.Thread(target=stop_when_sleeping, args=(run_id, asked))
     stopper.start()
     [outcome] = execute_run(run_id, message=None)
+    ended = time.monotonic()
     stopper.join()
     run = TaskRun.objects.get(pk=run_id)
     assert outcome == run.status == 'stopped'
     assert 'an operator asked to stop it' in run.error
-    assert time.monotonic() - started < runner.MAX_RENEWAL_INTERVAL + 5
+    # Noticed at the next lease renewal, not when the function's 60 s are up.
+    assert ended - asked[0] < runner.MAX_RENEWAL_INTERVAL + 5
 
 
-def stop_when_running(run_id):
-    """The operator's side, from another thread. The in-memory test database's shared
-    cache reports 'table is locked' at times across threads: try again then."""
+def stop_when_sleeping(run_id, asked):
+    """The operator's side, from another thread, once the function itself is running.
+
+    The in-memory test database's shared cache reports 'table is locked' at
+    times across threads: try again then. Notes when the stop was recorded.
+    """
     def stopped():
         try:
-            return (TaskRun.objects.filter(pk=run_id, status='running').exists()
-                    and lifecycle.request_stop([run_id]) == 1)
+            return lifecycle.request_stop([run_id]) == 1
         except OperationalError:
             return False
+    wait_for(tasks.sleeping.is_set, timeout=60, message='the function to start')
     wait_for(stopped, message='the stop request to be recorded')
+    asked.append(time.monotonic())
 
 
 def test_a_worker_that_lost_its_lease_interrupts_the_function_and_records_the_truth():
@@ -330,20 +337,26 @@ def test_runs_held_behind_a_slow_run_are_recorded_or_given_back(soon, monkeypatc
     caplog.set_level(logging.INFO, logger='sisy.runner')
     labels = ('named', 'quick', 'slow', 'behind')
     for label in labels:
-        function = tasks.sleep_long if label == 'slow' else tasks.count_in_userdata
-        task_with_callable(function, label=label, userdata={'seconds': 4}).save()
+        function = tasks.run_until_released if label == 'slow' else tasks.count_in_userdata
+        task_with_callable(function, label=label).save()
     Task.objects.update(next_run=soon)
     named, quick, slow, behind = dispatch.claim_due_tasks(soon)
+    tasks.sleeping.clear()
+    tasks.released.clear()
     with reads_that_lock_nothing():
         worker = threading.Thread(target=in_a_thread, args=(execute_run, named, None))
         worker.start()
-        # 'quick' ended before 'slow' began: its outcome is recorded while 'slow' runs on.
-        wait_for(lambda: status_of(quick) == 'ok' and status_of(slow) == 'running',
-                 message='the quick run to be recorded during the slow one')
-        wait_for(lambda: status_of(behind) == 'pending', timeout=runner.GIVE_BACK_AFTER + 3,
-                 message='the run behind the slow one to be given back')
-        assert status_of(slow) == 'running'
-        worker.join(15)
+        try:
+            wait_for(tasks.sleeping.is_set, timeout=60, message='the slow function to start')
+            # 'quick' ended before 'slow' began: its outcome is recorded while 'slow' runs on.
+            wait_for(lambda: status_of(quick) == 'ok', timeout=60,
+                     message='the quick run to be recorded during the slow one')
+            wait_for(lambda: status_of(behind) == 'pending', timeout=60,
+                     message='the run behind the slow one to be given back')
+            assert status_of(slow) == 'running'
+        finally:
+            tasks.released.set()
+        worker.join(60)
         assert not worker.is_alive()
     assert [status_of(run_id) for run_id in (named, quick, slow)] == ['ok'] * 3
     assert 'Gave back 1 run(s)' in caplog.text

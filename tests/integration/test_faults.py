@@ -35,6 +35,11 @@ def runs_of(db, label):
                    'ORDER BY id', [label])
 
 
+def calls_of(db, label):
+    """How many times the probe function of `label` has been called: not just taken."""
+    return db.value('SELECT COUNT(*) FROM probe_proberun WHERE label = ?', [label])
+
+
 def stuck_tasks(db):
     """Tasks marked running with no run waiting or running: what must never last."""
     return db.value("SELECT COUNT(*) FROM sisy_task WHERE running = ? AND id NOT IN "
@@ -203,8 +208,7 @@ def test_a_function_that_ignores_its_timeout_ends_its_worker_with_status_75(clus
 
 def test_an_operator_stops_a_hung_run_without_a_timeout(cluster):
     db = start_hung_run(cluster, 'forever', HANG, schedule='0 0 1 1 *')
-    wait_until(lambda: [s for _, s, _ in runs_of(db, 'forever')] == ['running'], 20,
-               message='the run to start')
+    wait_until(lambda: calls_of(db, 'forever') == 1, 30, message='the function to start')
     assert cluster.scenario('stop_runs_of', label='forever') == {'stopped': 1}
     wait_until(lambda: [s for _, s, _ in runs_of(db, 'forever')] == ['stopped'], 15,
                message='the worker to stop the run')
@@ -219,9 +223,7 @@ def test_sigterm_stops_a_worker_with_a_hung_run_within_its_grace_period(cluster)
     job = cluster.scenario('make_tasks', specs=[
         {'label': 'interrupted', 'function': HANG, 'iterations': 1,
          'wait_for_schedule': False}])['interrupted']['pk']
-    wait_until(lambda: db.rows("SELECT pid FROM sisy_taskrun WHERE task_label = "
-                               "'interrupted' AND status = 'running'"), 20,
-               message='the run to start')
+    wait_until(lambda: calls_of(db, 'interrupted') == 1, 30, message='the function to start')
     [(pid,)] = db.rows("SELECT pid FROM sisy_taskrun WHERE task_label = 'interrupted'")
     [worker] = [w for w in cluster.named('sisy-worker') if w.popen.pid == pid]
     started = time.monotonic()

@@ -1,5 +1,6 @@
 """Task functions the tests schedule. Each records its own calls."""
 
+import threading
 import time
 
 from tests.testapp.models import Call
@@ -44,9 +45,15 @@ class Plain:
 not_callable = 42
 
 
+# Set by sleep_long and run_until_released once running: for tests that act on a
+# function under way. run_until_released returns once `released` is set.
+sleeping, released = threading.Event(), threading.Event()
+
+
 def sleep_long(message):
     """Sleep for userdata['seconds']; note in userdata that clean-up ran when interrupted."""
     task = message['task']
+    sleeping.set()
     try:
         time.sleep(task.userdata.get('seconds', 60))
     finally:
@@ -82,3 +89,9 @@ def break_own_connection_quietly(message):
             cursor.execute('SELECT pg_terminate_backend(pg_backend_pid())')
     except DatabaseError:
         pass
+
+
+def run_until_released(message):
+    """Run until the test sets `released` (a minute at most)."""
+    sleeping.set()
+    released.wait(60)
