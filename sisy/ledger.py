@@ -12,7 +12,7 @@ import datetime as dt
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
-from sisy import queries, retries
+from sisy import retries, storage
 from sisy.conf import setting
 from sisy.describe import local_time
 from sisy.models import SlotEvent, TaskRun, TickRecord
@@ -108,7 +108,7 @@ def _insert_batch(rows):
     Django splits inserts on SQLite at 999 parameters, a limit of SQLite before
     3.32; the SQLite of the fast statements takes 32,766.
     """
-    return len(rows) if queries.fast_sql() else None
+    return len(rows) if storage.backend().fast_sql else None
 
 
 def _event(task, kind, first, last, slots, ran_at, detail):

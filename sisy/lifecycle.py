@@ -1,14 +1,24 @@
-"""A run's life as a state machine: each transition is one function and one transaction.
+"""A run's life as a state machine: each transition one function, one transaction, one storage call.
 
-pending -> running -> ok | error | timeout | stopped     (take, then finish)
-running -> lost        (lose: its worker stopped renewing the lease)
-pending -> skipped     (skip: the task was disabled or deleted before it started)
+              claim                take                  finish
+    (slot) ---------> pending ---------> running ------------------> ok | error | timeout
+                        ^                 |  |                         | stopped | skipped
+                        |    give_back    |  |    lose_expired
+                        +-----------------+  +----------------------> lost
 
-Every transition is a conditional UPDATE on the state the caller believes the
+    error | timeout | lost --(retries left: _follow_up)--> a new pending run, next attempt
+
+claim: a tick moves a due task past its slot and writes a pending run.
+take: a worker switches pending runs to running under a lease it renews.
+give_back: a worker returns runs it took but has not started (it is busy).
+finish: the worker records how the run ended; *skipped* means it found the
+    task disabled or deleted before calling the function.
+lose_expired: a tick records a run whose lease ran out (its worker died).
+
+Every transition is a conditional write on the state the caller believes the
 run is in, so a worker that no longer holds a run cannot overwrite what
 another process recorded, and a process dying halfway leaves a state that the
-next tick repairs. A run that ends in error, timeout or lost may be followed by
-a retry: a new pending record for the same slot with the next attempt number.
+next tick repairs. The statements themselves are in sisy.storage.
 """
 
 import collections
@@ -18,11 +28,9 @@ import os
 import socket
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, Q
-from django.db.models.functions import Now
 from django.utils import timezone
 
-from sisy import ledger, queries, retries, signals
+from sisy import ledger, retries, signals, storage
 from sisy.errors import first_line, is_outage, storable_text
 from sisy.models import Task, TaskRun
 from sisy.schedule import InvalidSchedule
@@ -55,39 +63,23 @@ def claim(tasks, when):
         except InvalidSchedule as error:
             disable(task.pk, 'Invalid schedule: %s' % error, label=task.label)
             continue
-        claims.append((task.pk, task.label, task.next_run, following,
-                       when if following is None else None,  # its last slot: keep iterations
-                       following is not None and task.iterations > 1))
+        claims.append(storage.Claim(
+            task.pk, task.label, task.next_run, following,
+            when if following is None else None,  # its last slot: keep iterations
+            following is not None and task.iterations > 1))
     if not claims:
         return []
     with transaction.atomic(savepoint=False):
-        if queries.fast_sql():
-            made = queries.claim_batch(claims, timezone.now())
-        else:
-            made = [pair for pair in map(_claim_one, claims) if pair is not None]
+        made = storage.backend().claim(claims, timezone.now())
         claimed = {task_id for _, task_id in made}
         won = [task for task in tasks if task.pk in claimed]
         ledger.note_claims(won, when, {task_id: run_id for run_id, task_id in made})
     return [run_id for run_id, _ in made]
 
 
-def _claim_one(claim):
-    """The portable claim of one task, for backends without the batch statement."""
-    task_id, label, slot, following, finished_at, decrement = claim
-    ours = Task.objects.filter(pk=task_id, next_run=slot, enabled=True, finished_at=None)
-    ours = ours.filter(Q(allow_overlap=True) | Q(running=False))
-    changes = {'next_run': following, 'running': True, 'finished_at': finished_at}
-    if decrement:
-        changes['iterations'] = F('iterations') - 1
-    if not ours.update(**changes):
-        return None
-    return TaskRun.objects.create(task_id=task_id, task_label=label, scheduled_for=slot).pk, task_id
-
-
 def _finish_unrun(task, when):
     """A task whose end passed before its next slot: it has no slot left."""
-    if Task.objects.filter(pk=task.pk, next_run=task.next_run, finished_at=None).update(
-            next_run=None, finished_at=when):
+    if storage.backend().end_unrun(task, when):
         log.info('Task %r ended at %s; it has no slot left', task.label,
                  task.end_running.isoformat())
 
@@ -95,18 +87,16 @@ def _finish_unrun(task, when):
 def lose_expired(now):
     """Mark running runs whose lease has ended as lost; return how many.
 
-    Leases are judged by the clock that wrote them (see _clock): on PostgreSQL
+    Leases are judged by the clock that wrote them (storage.database_clock()): on PostgreSQL
     the database's, so no host's clock matters; elsewhere `now`, the caller's
     own clock, never a tick's time, as a tick from a host whose clock runs
     ahead must not take live runs away from their workers. `now` also times
     what follows a lost run (its retry's delay). Each run is its own
     transaction; one whose follow-up cannot be written is recorded lost
-    without it, so no run stops the tick (see finish_batch).
+    without it, so no run stops the tick (see finish).
     """
-    expired = (TaskRun.objects.filter(status=TaskRun.RUNNING, lease_until__lt=_clock(now))
-               .select_related('task'))
     lost = 0
-    for run in expired:
+    for run in storage.backend().expired(now):
         error = 'The worker (%s pid %s) stopped renewing its lease.' % (run.host or '?', run.pid)
         try:
             recorded = _lose(run, now, error)
@@ -131,29 +121,11 @@ def lose_expired(now):
 def _lose(run, now, error, follow_up=True):
     """Record one expired run lost, if it still is running; True if this call recorded it."""
     with transaction.atomic():
-        if not TaskRun.objects.filter(pk=run.pk, status=TaskRun.RUNNING,
-                                      lease_until__lt=_clock(now)).update(
-                status=TaskRun.LOST, lease_until=None, error=error):
+        if not storage.backend().lose(run.pk, now, error):
             return False
         if follow_up:
             _follow_up([Ending(run, TaskRun.LOST, error, run.started_at, now)], now)
     return True
-
-
-def _clock(now):
-    """The time leases are written and judged by: the database's where queries.database_clock().
-
-    Elsewhere the processes share one machine's clock (SQLite), so `now`, this
-    process's time, does.
-    """
-    return Now() if queries.database_clock() else now
-
-
-def _lease_end(now, lease):
-    """When a lease of `lease` (a timedelta) taken or renewed now ends, by _clock's clock."""
-    if queries.database_clock():
-        return ExpressionWrapper(Now() + lease, output_field=DateTimeField())
-    return now + lease
 
 
 def repair_stuck_tasks():
@@ -169,7 +141,8 @@ def repair_stuck_tasks():
     repaired = 0
     for task_id in candidates:
         idle = Task.objects.filter(pk=task_id, running=True).exclude(
-            pk__in=_has_active_run(task_id).values('task_id'))
+            pk__in=TaskRun.objects.filter(task_id=task_id, status__in=TaskRun.ACTIVE)
+            .values('task_id'))
         if not connection.features.has_select_for_update:
             repaired += idle.update(running=False)  # writers take turns: one statement is safe
             continue
@@ -189,59 +162,29 @@ Ending.__new__.__defaults__ = (None,)
 Ending.__doc__ = """How a run ended, as its worker saw it: userdata is JSON text, or None if unchanged."""
 
 
-def take(now, lease, run_id=None):
-    """Switch one pending run to running for this worker; return it, or None if none is left.
-
-    See take_batch.
-    """
-    runs = take_batch(now, lease, 1, run_id)
-    return runs[0] if runs else None
-
-
-def take_batch(now, lease, limit, run_id=None):
+def take(now, lease, limit=1, run_id=None):
     """Switch up to `limit` pending runs to running for this worker; return them, oldest first.
 
     Takes run `run_id` if given (and still pending, due or not: the tick that
     named it found it due), else the oldest due ones. Each returned run has
     its task loaded (None if the task was deleted). `now` is this worker's
     time (started_at, not_before); each lease lasts `lease` (a timedelta) by
-    the clock that judges it (see _clock).
+    the clock that judges it (storage.database_clock()).
     """
-    if queries.fast_sql():
-        return queries.take_runs(now, lease, HOST, os.getpid(), limit, run_id)
-    until = _lease_end(now, lease)
-    waiting = TaskRun.objects.filter(status=TaskRun.PENDING)
-    if run_id is not None:
-        waiting = waiting.filter(pk=run_id)
-    else:
-        waiting = waiting.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-    taken = []
-    for candidate in waiting.order_by('pk').values_list('pk', flat=True)[:limit + 5]:
-        if len(taken) < limit and TaskRun.objects.filter(
-                pk=candidate, status=TaskRun.PENDING).update(
-                status=TaskRun.RUNNING, started_at=now, lease_until=until, host=HOST,
-                pid=os.getpid()):
-            taken.append(candidate)
-    return list(TaskRun.objects.select_related('task').filter(pk__in=taken).order_by('pk'))
+    return storage.backend().take(now, lease, HOST, os.getpid(), limit, run_id)
 
 
 def renew(run_ids, lease, now=None):
     """Extend the leases of running runs by `lease` from now; return the ids renewed.
 
     Not renewed: runs lost, or asked to stop. The lease is timed by the clock
-    that judges it (see _clock); where that is the hosts', from `now`
-    (default: this worker's present time).
+    that judges it; where that is the hosts', from `now` (default: this
+    worker's present time).
     """
     run_ids = list(run_ids)
     if not run_ids:
         return set()
-    now = now or timezone.now()
-    if queries.fast_sql():
-        return queries.renew_leases(run_ids, lease, now)
-    until = _lease_end(now, lease)
-    return {run_id for run_id in run_ids
-            if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING,
-                                      stop_requested=False).update(lease_until=until)}
+    return storage.backend().renew(run_ids, lease, now or timezone.now())
 
 
 def give_back(run_ids):
@@ -251,34 +194,11 @@ def give_back(run_ids):
     """
     if not run_ids:
         return set()
-    if queries.fast_sql():
-        return queries.release_runs(run_ids, HOST, os.getpid())
-    given = set()
-    for run_id in run_ids:
-        if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING, host=HOST,
-                                  pid=os.getpid()).update(
-                status=TaskRun.PENDING, started_at=None, lease_until=None, host='', pid=None):
-            given.add(run_id)
-    return given
+    return storage.backend().give_back(run_ids, HOST, os.getpid())
 
 
-def finish(run, outcome, error='', userdata=None, now=None):
-    """Record how one run this worker holds ended; True if it was still ours. See finish_batch."""
-    now = now or timezone.now()
-    return run.pk in finish_batch([Ending(run, outcome, error, run.started_at, now, userdata)])
-
-
-def skip(run, reason, now=None):
-    """End a run this worker took without calling the function (task disabled or deleted).
-
-    Returns True if the run was still ours (and then `run` holds what was recorded).
-    """
-    now = now or timezone.now()
-    return run.pk in finish_batch([Ending(run, TaskRun.SKIPPED, reason, run.started_at, now)])
-
-
-def finish_batch(endings, now=None):
-    """Record how runs this worker holds ended, and what follows for their tasks.
+def finish(endings, now=None):
+    """Record how runs this worker holds ended (Endings), and what follows for their tasks.
 
     One transaction: each run's outcome (only if it is still running, i.e.
     ours), then for each task a retry if one is due, or its deletion if it has
@@ -334,25 +254,20 @@ def _record_without_follow_up(ending, now, failure):
 
 def _record_endings(endings, now, follow_up=True):
     """Write the endings (and, with `follow_up`, what follows them) in one transaction."""
-    rows = [(ending.run.pk, ending.status, ending.error, ending.started_at, ending.finished_at,
-             _seconds(ending)) for ending in endings]
+    finishes = [storage.Finish(ending.run.pk, ending.status, ending.error, ending.started_at,
+                               ending.finished_at, _seconds(ending)) for ending in endings]
     with transaction.atomic():  # a savepoint only inside a caller's transaction
-        if queries.fast_sql():
-            ours = queries.finish_runs(rows)
-        else:
-            ours = {run_id for run_id, status, error, started, finished, duration in rows
-                    if TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING).update(
-                        status=status, error=error, started_at=started, finished_at=finished,
-                        duration=duration, lease_until=None)}
+        ours = storage.backend().finish(finishes)
         if follow_up:
             _follow_up([ending for ending in endings if ending.run.pk in ours], now)
-    for ending, (_, status, error, started, finished, duration) in zip(endings, rows):
-        if ending.run.pk in ours:
-            ending.run.status, ending.run.error, ending.run.started_at = status, error, started
-            ending.run.finished_at, ending.run.duration = finished, duration
-            ending.run.lease_until = None
+    for ending, finish in zip(endings, finishes):
+        run = ending.run
+        if run.pk in ours:
+            run.status, run.error, run.started_at = finish.status, finish.error, finish.started_at
+            run.finished_at, run.duration, run.lease_until = finish.finished_at, finish.duration, None
         else:
-            _record_late_finish(ending.run, status, error, finished, duration)
+            _record_late_finish(run, finish.status, finish.error, finish.finished_at,
+                                finish.duration)
     return ours
 
 
@@ -392,56 +307,44 @@ def request_stop(run_ids):
 
 
 def _follow_up(endings, now):
-    """Inside a finishing transaction: retries, then delete finished tasks or release them.
+    """Inside a finishing transaction: further attempts, then delete finished tasks or settle them.
 
     Uses each task as loaded with its run (its retry settings and whether it
     has finished do not change while one of its runs is under way).
     """
-    releases, finished, labels = {}, set(), {}
+    settlements, finished, labels = {}, set(), {}
+    store = storage.backend()
     for ending in endings:
         run = ending.run
         task = run.task if run.task_id is not None else None
         if task is None:
             continue
-        counts = ending.status in TaskRun.ATTEMPTED
+        attempted = ending.status in TaskRun.ATTEMPTED
         delay = retries.retry_delay(task, run, ending.status)
-        if delay is not None and not Task.objects.filter(pk=task.pk).exists():
-            log.info('Run %s of %r ended %s; no retry: its task was deleted meanwhile',
-                     run.pk, run.task_label, ending.status)
-            continue
         if delay is not None:
-            retry = TaskRun.objects.create(
-                task_id=task.pk, task_label=run.task_label, scheduled_for=run.scheduled_for,
-                attempt=run.attempt + 1,
-                not_before=now + dt.timedelta(seconds=delay) if delay else None)
+            attempt = store.add_attempt(run, now + dt.timedelta(seconds=delay) if delay else None)
+            if attempt is None:
+                log.info('Run %s of %r ended %s; no retry: its task was deleted meanwhile',
+                         run.pk, run.task_label, ending.status)
+                continue
             log.info('Run %s of %r ended %s; attempt %d follows in %s s (run %s)', run.pk,
-                     task.label, ending.status, retry.attempt, delay, retry.pk)
+                     task.label, ending.status, attempt.attempt, delay, attempt.pk)
             finished.discard(task.pk)
-        elif counts and task.finished_at is not None:
+        elif attempted and task.finished_at is not None:
             finished.add(task.pk)
             labels[task.pk] = task.label
-        earlier = releases.get(task.pk, (None, None, None))
-        releases[task.pk] = (
-            ending.status if counts else earlier[0],
-            (ending.started_at or now) if counts else earlier[1],
-            ending.userdata if ending.userdata is not None else earlier[2])
-    gone = _delete_finished(finished) if finished else set()
+        earlier = settlements.get(task.pk, storage.Settlement(task.pk, None, None, None))
+        settlements[task.pk] = earlier._replace(
+            outcome=ending.status if attempted else earlier.outcome,
+            last_run=(ending.started_at or now) if attempted else earlier.last_run,
+            userdata=ending.userdata if ending.userdata is not None else earlier.userdata)
+    gone = store.delete_finished(finished) if finished else set()
     for task_id in sorted(gone):
         log.info('Task %r has finished and was deleted', labels[task_id])
-    left = [(task_id,) + release for task_id, release in sorted(releases.items())
+    left = [settlement for task_id, settlement in sorted(settlements.items())
             if task_id not in gone]
-    if not left:
-        return
-    if queries.fast_sql():
-        queries.release_tasks(left)
-        return
-    for task_id, outcome, last_run, userdata in left:
-        changes = {'running': Exists(_has_active_run(task_id))}
-        if outcome is not None:
-            changes.update(last_outcome=outcome, last_run=last_run)
-        if userdata is not None:
-            changes['_extra_data'] = userdata
-        Task.objects.filter(pk=task_id).update(**changes)
+    if left:
+        store.settle(left)
 
 
 def delete_finished(task_ids):
@@ -450,25 +353,7 @@ def delete_finished(task_ids):
     Their runs keep their history, unlinked from the task.
     """
     with transaction.atomic(savepoint=False):
-        return _delete_finished(task_ids)
-
-
-def _delete_finished(task_ids):
-    if queries.fast_sql():
-        return queries.delete_finished(task_ids)
-    gone = set()
-    for task_id in task_ids:
-        idle = Task.objects.filter(pk=task_id, finished_at__isnull=False).exclude(
-            pk__in=_has_active_run(task_id).values('task_id'))
-        if idle.exists():
-            TaskRun.objects.filter(task_id=task_id).update(task=None)
-            if idle.delete()[0]:
-                gone.add(task_id)
-    return gone
-
-
-def _has_active_run(task_id):
-    return TaskRun.objects.filter(task_id=task_id, status__in=TaskRun.ACTIVE)
+        return storage.backend().delete_finished(task_ids)
 
 
 def _record_late_finish(run, outcome, error, now, duration):

@@ -48,10 +48,18 @@ def default_timeout():
 
 class TaskQuerySet(models.QuerySet):
 
-    def due(self, when):
-        """Enabled tasks whose next run is at or before `when` and that may start now."""
-        return (self.filter(enabled=True, next_run__lte=when)
+    def claimable(self):
+        """Tasks a tick may claim a slot of: enabled, with slots left, free to start a run.
+
+        Free: overlap allowed, or no run active. sisy.storage's batch claim
+        spells the same rule in SQL.
+        """
+        return (self.filter(enabled=True, finished_at=None)
                 .filter(Q(allow_overlap=True) | Q(running=False)))
+
+    def due(self, when):
+        """Tasks a tick at `when` claims: claimable ones whose next run is at or before it."""
+        return self.claimable().filter(next_run__lte=when)
 
     def finished(self):
         """Tasks with no slot left and no run waiting or under way: the reaper deletes these.

@@ -296,7 +296,7 @@ class RunBatch:
         self.flush()
         self._announce()
         with self.lock:
-            runs = lifecycle.take_batch(timezone.now(), self.lease, size, run_id)
+            runs = lifecycle.take(timezone.now(), self.lease, size, run_id)
             self.queue.extend(runs)
             if runs:
                 self.taken_at = time.monotonic()
@@ -324,7 +324,7 @@ class RunBatch:
         """
         with self.lock:
             endings = self.endings
-            ours = lifecycle.finish_batch(endings)
+            ours = lifecycle.finish(endings)
             self.endings, self.ended_since = [], None
             if not announce:
                 self.unannounced.append((endings, ours))
@@ -351,7 +351,7 @@ class RunBatch:
 
         Gives up (and leaves the runs to lost-run recovery) one lease length
         after the leases ran out, or at once on an error that retrying cannot
-        mend (finish_batch already records what it can of those).
+        mend (lifecycle.finish already records what it can of those).
         """
         give_up = self.held_until + self.lease.total_seconds()
         pause, warned = 0.2, False

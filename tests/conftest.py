@@ -7,8 +7,20 @@ from channels import DEFAULT_CHANNEL_LAYER, channel_layers
 from channels.message import Message
 from django.utils import timezone
 
-from sisy import dispatch, queries
+from sisy import dispatch, lifecycle, storage
 from tests import NO_POSTGRESQL
+
+
+def take_one(now, lease, run_id=None):
+    """Take one pending run as a worker does (that one, or the oldest due); None if none."""
+    runs = lifecycle.take(now, lease, 1, run_id)
+    return runs[0] if runs else None
+
+
+def finish_run(run, outcome, error='', now=None):
+    """Record how one taken run ended, as its worker does; True if it was still the worker's."""
+    ending = lifecycle.Ending(run, outcome, error, run.started_at, now or timezone.now())
+    return run.pk in lifecycle.finish([ending])
 
 
 class Worker:
@@ -56,7 +68,7 @@ def soon():
 def sql_path(request, monkeypatch):
     """Each way the lifecycle writes: Sisy's own statements, or the ORM other databases get."""
     if request.param == 'portable':
-        monkeypatch.setattr(queries, 'fast_sql', lambda: False)
+        monkeypatch.setattr(storage, 'backend', storage.PortableStorage)
     return request.param
 
 

@@ -8,8 +8,9 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import Count
 
-from sisy import dispatch, lifecycle
+from sisy import dispatch, doorbells, lifecycle
 from sisy.models import Task, TaskRun, task_with_callable
+from tests.conftest import finish_run, take_one
 from tests.testapp import tasks
 from tests.testapp.models import Call
 
@@ -87,14 +88,14 @@ def test_the_last_slot_claimed_while_a_run_finishes_still_runs(worker, soon):
     task.save()
     Task.objects.filter(pk=task.pk).update(next_run=soon)
     dispatch.claim_due_tasks(soon)
-    first = lifecycle.take(soon, dt.timedelta(minutes=5))
+    first = take_one(soon, dt.timedelta(minutes=5))
     worker.layer.channel_layer.flush()
     last_slot = soon + dt.timedelta(minutes=1)
     finished = []
 
     def finish_the_first_run():
         try:
-            finished.append(lifecycle.finish(first, TaskRun.OK, now=last_slot))
+            finished.append(finish_run(first, TaskRun.OK, now=last_slot))
         finally:
             connection.close()
 
@@ -111,7 +112,7 @@ def test_the_last_slot_claimed_while_a_run_finishes_still_runs(worker, soon):
     assert TaskRun.objects.filter(status=TaskRun.PENDING).count() == 1
     dispatch.send_finished_to_reaper()
     worker.deliver()  # the reaper first, then the last run
-    dispatch.ring_doorbells(last_slot, 1)
+    doorbells.ring(last_slot, 1)
     worker.deliver()
     assert list(TaskRun.objects.order_by('pk').values_list('status', flat=True)) == ['ok', 'ok']
     assert Call.objects.filter(label='overlapping').count() == 1
@@ -144,7 +145,7 @@ def test_two_runs_of_a_finished_task_ending_together_both_record_their_outcome(w
     Task.objects.filter(pk=task.pk).update(next_run=soon)
     dispatch.claim_due_tasks(soon)
     dispatch.claim_due_tasks(soon + dt.timedelta(minutes=1))  # the last slot
-    first, last = lifecycle.take_batch(soon, dt.timedelta(minutes=5), 2)
+    first, last = lifecycle.take(soon, dt.timedelta(minutes=5), 2)
     between, go, results = threading.Event(), threading.Event(), []
 
     def pause_after_unlinking(execute, sql, params, many, context):
@@ -157,7 +158,7 @@ def test_two_runs_of_a_finished_task_ending_together_both_record_their_outcome(w
     def finish_the_last_run():
         try:
             with connection.execute_wrapper(pause_after_unlinking):
-                results.append(lifecycle.finish(last, TaskRun.OK))
+                results.append(finish_run(last, TaskRun.OK))
         except Exception as error:  # reported by the assertion below
             results.append(error)
         finally:
@@ -168,7 +169,7 @@ def test_two_runs_of_a_finished_task_ending_together_both_record_their_outcome(w
     deadline = time.monotonic() + 10
     while not between.is_set() and finisher.is_alive() and time.monotonic() < deadline:
         between.wait(0.01)
-    assert lifecycle.finish(first, TaskRun.OK)
+    assert finish_run(first, TaskRun.OK)
     go.set()
     finisher.join(10)
     assert results == [True]

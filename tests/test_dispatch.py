@@ -8,8 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from sisy import consumers, dispatch, doorbells, lifecycle
+from sisy import consumers, dispatch, doorbells
 from sisy.models import Task, TaskRun, task_with_callable
+from tests.conftest import finish_run, take_one
 from tests.testapp import tasks
 from tests.testapp.models import Call, Counter
 
@@ -345,15 +346,15 @@ def test_the_reaper_leaves_a_task_whose_last_run_has_not_run_yet(worker, soon):
     """
     task = make(label='overlapping', when=soon, allow_overlap=True, iterations=2)
     dispatch.claim_due_tasks(soon)
-    first = lifecycle.take(soon, dt.timedelta(minutes=5))
+    first = take_one(soon, dt.timedelta(minutes=5))
     dispatch.claim_due_tasks(soon + MINUTE)  # the last slot
-    lifecycle.finish(first, TaskRun.OK, now=soon + MINUTE)
+    finish_run(first, TaskRun.OK, now=soon + MINUTE)
     Task.objects.filter(pk=task.pk).update(running=False)  # the finishing run's stale view
     worker.layer.channel_layer.flush()
     dispatch.send_finished_to_reaper()
     worker.deliver()  # nothing to reap yet
     assert Task.objects.filter(pk=task.pk).exists()
-    dispatch.ring_doorbells(soon + MINUTE, 1)
+    doorbells.ring(soon + MINUTE, 1)
     worker.deliver()
     assert list(TaskRun.objects.order_by('pk').values_list('status', flat=True)) == ['ok', 'ok']
     assert calls('overlapping') == 1
@@ -364,7 +365,7 @@ def test_a_stuck_task_is_repaired_while_a_deleted_task_still_has_a_run(worker, s
     """A run whose task was deleted (no task any more) must not hide the others from repair."""
     deleted = make(label='deleted', when=soon)
     dispatch.claim_due_tasks(soon)
-    lifecycle.take(soon, dt.timedelta(minutes=5))  # its run is under way...
+    take_one(soon, dt.timedelta(minutes=5))  # its run is under way...
     Task.objects.filter(pk=deleted.pk).delete()  # ...when an operator deletes the task
     stuck = make(label='stuck', when=soon + MINUTE)
     Task.objects.filter(pk=stuck.pk).update(running=True)  # as after a crash

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from sisy import dispatch, lifecycle, retries
 from sisy.models import Task, TaskRun, task_with_callable
+from tests.conftest import finish_run, take_one
 from tests.testapp import tasks
 from tests.testapp.models import Call
 
@@ -44,11 +45,11 @@ def test_a_finish_by_a_worker_that_lost_its_run_records_the_truth_and_leaves_the
     task = make('fenced', schedule='* * * * *', allow_overlap=True)
     Task.objects.filter(pk=task.pk).update(next_run=soon)
     [run_id] = dispatch.claim_due_tasks(soon)
-    run = lifecycle.take(soon, MINUTE, run_id)
+    run = take_one(soon, MINUTE, run_id)
     TaskRun.objects.filter(pk=run_id).update(status='lost')       # recovery's verdict
     [newer] = dispatch.claim_due_tasks(soon + MINUTE)              # the next slot's run
-    lifecycle.take(soon + MINUTE, MINUTE, newer)
-    assert lifecycle.finish(run, 'ok', '') is False
+    take_one(soon + MINUTE, MINUTE, newer)
+    assert finish_run(run, 'ok', '') is False
     record = TaskRun.objects.get(pk=run_id)
     assert record.status == 'ok' and 'after this run had been recorded lost' in record.error
     task.refresh_from_db()
@@ -231,7 +232,7 @@ def test_one_ending_that_cannot_be_recorded_costs_the_batch_nothing(soon, monkey
     bad = make('bad', schedule='* * * * *', allow_overlap=True)
     Task.objects.filter(pk__in=[good.pk, bad.pk]).update(next_run=soon)
     dispatch.claim_due_tasks(soon)
-    runs = lifecycle.take_batch(soon, MINUTE, 5)
+    runs = lifecycle.take(soon, MINUTE, 5)
     real_follow_up = lifecycle._follow_up
 
     def follow_up(endings, now):
@@ -240,7 +241,7 @@ def test_one_ending_that_cannot_be_recorded_costs_the_batch_nothing(soon, monkey
         return real_follow_up(endings, now)
 
     monkeypatch.setattr(lifecycle, '_follow_up', follow_up)
-    ours = lifecycle.finish_batch([lifecycle.Ending(run, 'ok', '', soon, soon) for run in runs])
+    ours = lifecycle.finish([lifecycle.Ending(run, 'ok', '', soon, soon) for run in runs])
     assert ours == {run.pk for run in runs}
     assert statuses('good') == [(1, 'ok')] and statuses('bad') == [(1, 'ok')]
     assert Task.objects.get(pk=good.pk).last_outcome == 'ok'

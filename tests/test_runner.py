@@ -14,6 +14,7 @@ from django.utils import timezone
 from sisy import dispatch, lifecycle, runner
 from sisy.models import Task, TaskRun, task_with_callable
 from sisy.runner import RunBatch, execute_run, lease_length
+from tests.conftest import finish_run
 from tests.testapp import tasks
 from tests.testapp.models import Counter
 
@@ -90,7 +91,7 @@ def test_the_watchdog_logs_a_database_outage_once_when_it_starts_and_once_when_i
     monkeypatch.setattr(runner.Watchdog, 'outage_since', None, raising=False)
     caplog.set_level(logging.DEBUG, logger='sisy.runner')
     down, failed = threading.Event(), []
-    finish = lifecycle.finish_batch
+    finish = lifecycle.finish
 
     def finish_unless_down(endings):
         if down.is_set() and endings:
@@ -98,7 +99,7 @@ def test_the_watchdog_logs_a_database_outage_once_when_it_starts_and_once_when_i
             raise OperationalError('server closed the connection unexpectedly')
         return finish(endings)
 
-    monkeypatch.setattr(lifecycle, 'finish_batch', finish_unless_down)
+    monkeypatch.setattr(lifecycle, 'finish', finish_unless_down)
     run = running_run()
     down.set()
     with RunBatch(lease_length(), None) as batch:
@@ -243,7 +244,7 @@ def test_a_worker_that_lost_its_lease_interrupts_the_function_and_records_the_tr
                 time.sleep(30)
         except runner.RunInterrupted:
             outcome['interruption'] = watch.interruption
-        lifecycle.finish(run, watch.interruption.outcome, 'interrupted')
+        finish_run(run, watch.interruption.outcome, 'interrupted')
 
     TaskRun.objects.filter(pk=run.pk).update(status='lost')  # the tick's verdict
     started = time.monotonic()

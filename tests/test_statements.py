@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper
 from django.test.utils import CaptureQueriesContext
 
-from sisy import dispatch, queries, runner
+from sisy import dispatch, runner, storage
 from sisy.models import SlotEvent, Task, TaskRun, TickRecord, task_with_callable
 from tests.testapp import tasks
 
@@ -126,7 +126,7 @@ def test_late_claims_cost_three_more_statements_per_batch_whatever_their_number(
 
 def test_an_sqlite_without_returning_gets_the_portable_path(monkeypatch):
     """Before 3.35 SQLite has no UPDATE ... RETURNING: the ORM does the lifecycle's writes."""
-    monkeypatch.setattr(queries.sqlite3, 'sqlite_version_info', (3, 34, 1))
-    assert queries.fast_sql() is (connection.vendor == 'postgresql')
-    monkeypatch.setattr(queries.sqlite3, 'sqlite_version_info', queries.SQLITE_RETURNING)
-    assert queries.fast_sql() is True
+    monkeypatch.setattr(storage.sqlite3, 'sqlite_version_info', (3, 34, 1))
+    assert storage.choose().fast_sql is (connection.vendor == 'postgresql')
+    monkeypatch.setattr(storage.sqlite3, 'sqlite_version_info', storage.SQLITE_RETURNING)
+    assert storage.choose().fast_sql is True
