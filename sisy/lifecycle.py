@@ -1,5 +1,7 @@
 """A run's life as a state machine: each transition one function, one transaction, one storage call.
 
+::
+
               claim                take                  finish
     (slot) ---------> pending ---------> running ------------------> ok | error | timeout
                         ^                 |  |                         | stopped | skipped
@@ -8,12 +10,12 @@
 
     error | timeout | lost --(retries left: _follow_up)--> a new pending run, next attempt
 
-claim: a tick moves a due task past its slot and writes a pending run.
-take: a worker switches pending runs to running under a lease it renews.
-give_back: a worker returns runs it took but has not started (it is busy).
-finish: the worker records how the run ended; *skipped* means it found the
-    task disabled or deleted before calling the function.
-lose_expired: a tick records a run whose lease ran out (its worker died).
+- claim: a tick moves a due task past its slot and writes a pending run.
+- take: a worker switches pending runs to running under a lease it renews.
+- give_back: a worker returns runs it took but has not started (it is busy).
+- finish: the worker records how the run ended; *skipped* means it found the
+  task disabled or deleted before calling the function.
+- lose_expired: a tick records a run whose lease ran out (its worker died).
 
 Every transition is a conditional write on the state the caller believes the
 run is in, so a worker that no longer holds a run cannot overwrite what

@@ -112,10 +112,12 @@ class Task(LoadedFields, models.Model):
     running = models.BooleanField(
         default=False, editable=False, verbose_name='has an active run',
         help_text='True while one of its runs is waiting for a worker or running.')
+    # Not when a run finished (that is TaskRun.finished_at): when the task ran out of slots.
     finished_at = models.DateTimeField(
-        null=True, blank=True, editable=False,
-        help_text='When the task claimed its last slot (iterations used up or end passed); '
-                  'it never runs again and is deleted once its runs are done.')
+        null=True, blank=True, editable=False, verbose_name='out of slots since',
+        help_text='When the task was left with no slot to claim (its last slot claimed, its '
+                  'iterations used up or its end passed); it never runs again and is deleted '
+                  'once its runs are done.')
     last_outcome = models.CharField(max_length=10, blank=True, editable=False)
     disabled_reason = models.TextField(
         blank=True, editable=False, help_text='Why Sisy disabled this task, if it did.')
@@ -396,9 +398,11 @@ class Task(LoadedFields, models.Model):
 class TaskRun(models.Model):
     """One attempt at one slot of a task: claimed, taken by a worker, then finished.
 
-    pending -> running -> ok | error | timeout | stopped; running -> lost when its
-    worker stops renewing the lease; pending -> skipped when the task was disabled
-    or deleted first. A retry is a new pending record with the next attempt number.
+    claim -> pending; take: pending -> running; give_back: running -> pending
+    (taken, not started); finish: running -> ok | error | timeout | stopped |
+    skipped (the task was disabled or deleted before the function was called);
+    lose_expired: running -> lost (its worker stopped renewing the lease). A
+    retry is a new pending record with the next attempt number (sisy.lifecycle).
     """
 
     PENDING, RUNNING = 'pending', 'running'

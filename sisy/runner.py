@@ -105,7 +105,7 @@ def execute_run(run_id, message):
                 if batch.take():
                     continue
                 break  # none left waiting
-            batch.hand_over()  # time is up, or the worker is stopping
+            batch.wind_up()  # time is up, or the worker is stopping
             break
     return outcomes
 
@@ -338,7 +338,7 @@ class RunBatch:
         for endings, ours in pending:
             _recorded(endings, ours)
 
-    def hand_over(self):
+    def wind_up(self):
         """Give back the runs not started, record the endings, and ring for what waits."""
         with self.lock:
             self._give_back('this worker is stopping')

@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
                 ('last_run', models.DateTimeField(blank=True, editable=False, null=True)),
                 ('next_run', models.DateTimeField(blank=True, editable=False, null=True)),
                 ('running', models.BooleanField(default=False, editable=False, help_text='True while one of its runs is waiting for a worker or running.', verbose_name='has an active run')),
-                ('finished_at', models.DateTimeField(blank=True, editable=False, help_text='When the task claimed its last slot (iterations used up or end passed); it never runs again and is deleted once its runs are done.', null=True)),
+                ('finished_at', models.DateTimeField(blank=True, editable=False, help_text='When the task was left with no slot to claim (its last slot claimed, its iterations used up or its end passed); it never runs again and is deleted once its runs are done.', null=True, verbose_name='out of slots since')),
                 ('last_outcome', models.CharField(blank=True, editable=False, max_length=10)),
                 ('disabled_reason', models.TextField(blank=True, editable=False, help_text='Why Sisy disabled this task, if it did.')),
                 ('_func_info', models.TextField(editable=False)),
