@@ -18,7 +18,7 @@ from sisy.admin_forms import TaskForm
 from sisy.admin_preview import HAS_VIEW_PERMISSION, SchedulePreviewMixin, local
 from sisy.admin_preview import PREVIEW_RUNS  # noqa: F401 (importable from here, as before)
 from sisy.describe import describe
-from sisy.models import Task, TaskRun
+from sisy.models import PUBLIC_FIELDS, Task, TaskRun
 from sisy.schedule import InvalidSchedule
 
 LEDGER_LINES = 20
@@ -75,7 +75,7 @@ class TaskAdmin(SchedulePreviewMixin, admin.ModelAdmin):
                        'modified_at')
 
     def get_fieldsets(self, request, obj=None):
-        """The form's sections; a field of TaskForm placed in none is not on the page."""
+        """The form's sections; a public field placed in none of them gets a section of its own."""
         fieldsets = [
             (None, {'fields': ('label', 'function', 'instance_pk', 'enabled')}),
             # The meaning and next runs follow the schedule as it is typed (schedule_preview).
@@ -84,6 +84,10 @@ class TaskAdmin(SchedulePreviewMixin, admin.ModelAdmin):
                 'wait_for_schedule', 'iterations', 'allow_overlap')}),
             ('Time limit and retries', {'fields': ('timeout', 'retries', 'retry_delay')}),
         ]
+        placed = {name for _, section in fieldsets for name in section['fields']}
+        unplaced = tuple(name for name in PUBLIC_FIELDS if name not in placed)
+        if unplaced:
+            fieldsets.append(('More', {'fields': unplaced}))
         if obj is not None:
             fieldsets.append(('Status', {'fields': (
                 'last_run_local', 'outcome', 'running', 'disabled_reason', 'run_history',

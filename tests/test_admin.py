@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from sisy import admin as sisy_admin
-from sisy.models import Task, TaskRun, task_with_callable
+from sisy.models import PUBLIC_FIELDS, Task, TaskRun, task_with_callable
 from tests.testapp import tasks
 from tests.testapp.models import Counter
 
@@ -722,3 +722,14 @@ def test_stopping_runs_needs_the_task_change_permission():
     assert 'stop_runs' in text(operator.get(RUNS))
     operator.post(RUNS, {'action': 'stop_runs', '_selected_action': [run.pk]})
     assert TaskRun.objects.get(pk=run.pk).stop_requested
+
+
+def test_every_public_field_of_a_task_is_on_its_admin_page(admin_client_, monkeypatch):
+    from sisy import admin as sisy_admin
+    page = admin_client_.get(TASKS + 'add/').content.decode()
+    for name in PUBLIC_FIELDS:
+        assert 'name="%s' % name in page, name  # split date-times add _0 and _1
+    # A field added to PUBLIC_FIELDS without a place in the sections still shows.
+    monkeypatch.setattr(sisy_admin, 'PUBLIC_FIELDS', PUBLIC_FIELDS + ('a_new_field',))
+    sections = sisy_admin.TaskAdmin(Task, sisy_admin.admin.site).get_fieldsets(None)
+    assert ('More', {'fields': ('a_new_field',)}) in sections
