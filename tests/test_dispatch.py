@@ -171,19 +171,15 @@ def test_a_raising_task_is_recorded_and_the_next_task_still_runs(worker, soon, c
     assert any('boom' in (record.exc_text or '') for record in caplog.records)
 
 
-def test_unstorable_userdata_is_an_error_that_keeps_the_old_data(worker, soon):
-    task = make(tasks.store_unserializable, when=soon, userdata={'keep': 1})
+@pytest.mark.parametrize('function, says', [
+    (tasks.store_unserializable, 'userdata was not saved'),
+    (tasks.store_loop, "userdata['me'] is userdata itself"),  # contains itself: no crash
+])
+def test_unstorable_userdata_is_an_error_that_keeps_the_old_data(worker, soon, function, says):
+    task = make(function, when=soon, userdata={'keep': 1})
     worker.tick(soon)
     run = TaskRun.objects.get()
-    assert run.status == 'error' and 'userdata was not saved' in run.error
-    assert Task.objects.get(pk=task.pk).userdata == {'keep': 1}
-
-
-def test_userdata_a_function_made_contain_itself_is_a_run_error_not_a_crash(worker, soon):
-    task = make(tasks.store_loop, when=soon, userdata={'keep': 1})
-    worker.tick(soon)
-    run = TaskRun.objects.get()
-    assert run.status == 'error' and "userdata['me'] is userdata itself" in run.error
+    assert run.status == 'error' and says in run.error
     assert Task.objects.get(pk=task.pk).userdata == {'keep': 1}
 
 

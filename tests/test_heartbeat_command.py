@@ -63,24 +63,34 @@ def wait_for(predicate, timeout, what):
         time.sleep(0.05)
 
 
-def test_a_signal_during_an_outage_stops_the_command_promptly(tmp_path):
+def start_heartbeat(script, tmp_path):
+    """Run `script` (a sisy_heartbeat with a doctored layer); return it and its log's path."""
     env = dict(os.environ, PYTHONPATH=ROOT, DJANGO_SETTINGS_MODULE='tests.settings')
     log_path = tmp_path / 'heartbeat.log'
     with open(log_path, 'w') as log:
-        process = subprocess.Popen([sys.executable, '-c', DOWN_SCRIPT], cwd=ROOT, env=env,
-                                   stderr=log)
+        process = subprocess.Popen([sys.executable, '-c', script], cwd=ROOT, env=env, stderr=log)
+    return process, log_path
+
+
+def stops_promptly_on_sigterm(process, log_path):
+    """SIGTERM ends the command with status 0 in a few seconds, saying it stopped."""
+    assert process.poll() is None, log_path.read_text()
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    # Well before any pause ends; a loaded machine may take a few seconds to exit.
+    assert time.monotonic() - started < 4
+    assert 'Stopped while channel sisy.heartbeat could not be reached' in log_path.read_text()
+
+
+def test_a_signal_during_an_outage_stops_the_command_promptly(tmp_path):
+    process, log_path = start_heartbeat(DOWN_SCRIPT, tmp_path)
     try:
         # Retries after pauses of 1, 2 and 4 s; the next pause is 8 s long.
         wait_for(lambda: log_path.read_text().count('not sent') >= 3 or process.poll() is not None,
                  60, 'three failed retries')
-        assert process.poll() is None, log_path.read_text()
         assert log_path.read_text().count('Cannot send ticks') == 1
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-        # Well before the pause ends; a loaded machine may take a few seconds to exit.
-        assert time.monotonic() - started < 4
-        assert 'Stopped while channel sisy.heartbeat could not be reached' in log_path.read_text()
+        stops_promptly_on_sigterm(process, log_path)
     finally:
         if process.poll() is None:
             process.kill()
@@ -107,20 +117,11 @@ with override_settings(SISY_HEARTBEAT_FREQUENCY=1):
 
 
 def test_a_signal_while_a_send_hangs_stops_the_command_promptly(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, DJANGO_SETTINGS_MODULE='tests.settings')
-    log_path = tmp_path / 'heartbeat.log'
-    with open(log_path, 'w') as log:
-        process = subprocess.Popen([sys.executable, '-c', HUNG_SCRIPT], cwd=ROOT, env=env,
-                                   stderr=log)
+    process, log_path = start_heartbeat(HUNG_SCRIPT, tmp_path)
     try:
         wait_for(lambda: 'has not gone out' in log_path.read_text() or process.poll() is not None,
                  20, 'the warning of the hung send')
-        assert process.poll() is None, log_path.read_text()
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-        assert time.monotonic() - started < 1.5
-        assert 'Stopped while channel sisy.heartbeat could not be reached' in log_path.read_text()
+        stops_promptly_on_sigterm(process, log_path)
     finally:
         if process.poll() is None:
             process.kill()

@@ -255,17 +255,20 @@ def test_a_worker_that_lost_its_lease_interrupts_the_function_and_records_the_tr
     assert 'after this run had been recorded lost' in record.error
 
 
-def test_a_function_that_cannot_be_imported_disables_the_task_with_the_traceback():
+@pytest.mark.parametrize('module, error', [('broken_module', 'NameError'),
+                                           ('syntax_error_module', 'SyntaxError')])
+def test_a_function_whose_module_cannot_be_imported_disables_the_task_with_the_traceback(
+        module, error):
     task = task_with_callable(tasks.record, label='broken-module', wait_for_schedule=False)
-    task._func_info = '{"kind": "function", "module": "tests.testapp.broken_module", ' \
-                      '"qualname": "anything"}'
+    task._func_info = '{"kind": "function", "module": "tests.testapp.%s", ' \
+                      '"qualname": "anything"}' % module
     task.save()
     [run_id] = lifecycle_claim(task)
     assert execute_run(run_id, message=None) == ['error']
     run = TaskRun.objects.get(pk=run_id)
     task.refresh_from_db()
-    assert run.status == 'error' and 'NameError' in run.error and 'Traceback' in run.error
-    assert not task.enabled and 'NameError' in task.disabled_reason
+    assert run.status == 'error' and error in run.error and 'Traceback' in run.error
+    assert not task.enabled and error in task.disabled_reason
     assert not task.running
 
 
@@ -292,17 +295,6 @@ def test_a_passing_database_error_loading_an_instance_is_a_run_error_not_a_disab
     retry = TaskRun.objects.get(task=task, attempt=2)
     assert execute_run(retry.pk, message=None) == ['ok'], 'the retry runs once the lock is free'
     assert Counter.objects.get(pk=counter.pk).hits == 1
-
-
-def test_a_module_that_fails_on_import_still_disables_its_task():
-    task = task_with_callable(tasks.record, label='syntax', wait_for_schedule=False)
-    task._func_info = '{"kind": "function", "module": "tests.testapp.syntax_error_module", ' \
-                      '"qualname": "anything"}'
-    task.save()
-    [run_id] = lifecycle_claim(task)
-    assert execute_run(run_id, message=None) == ['error']
-    task.refresh_from_db()
-    assert not task.enabled and 'SyntaxError' in task.disabled_reason
 
 
 def test_a_function_that_leaves_its_connection_broken_costs_the_recording_no_wait(caplog):

@@ -152,7 +152,8 @@ def test_the_heartbeat_says_so_while_redis_is_frozen_and_resumes_on_the_current_
     finally:
         private_redis.thaw()
     thawed = time.time()
-    wait_until(lambda: len(ticks.read()) >= 2, 1.5, interval=0.05,
+    # Within about a second of the thaw; the bound leaves room for a busy machine.
+    wait_until(lambda: len(ticks.read()) >= 2, 5, interval=0.05,
                message='the hung tick and the current one')
     wait_until(lambda: ticks.read()[-1] >= math.floor(thawed) + 2, 5,
                message='ticks after the freeze')
