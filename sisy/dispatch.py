@@ -127,7 +127,6 @@ def _claim_one_by_one(tasks, when):
     return run_ids
 
 
-
 def send_to_reaper(task_id):
     """Ask the reaper to delete a finished task; the next tick retries if the channel is full."""
     channel = Channel(setting('SISY_KILL_TASK_CHANNEL'))

@@ -1,4 +1,4 @@
-"""A run's life as a state machine: each transition one function, one transaction, one storage call.
+"""A run's life as a state machine: each transition one function and one storage call.
 
 ::
 
@@ -19,8 +19,10 @@
 
 Every transition is a conditional write on the state the caller believes the
 run is in, so a worker that no longer holds a run cannot overwrite what
-another process recorded, and a process dying halfway leaves a state that the
-next tick repairs. The statements themselves are in sisy.storage.
+another process recorded. What belongs together commits together (a claim
+with its ledger entries, a finish with what follows it), so a process dying
+halfway leaves a state that the next tick repairs. The statements themselves
+are in sisy.storage.
 """
 
 import collections
@@ -161,7 +163,7 @@ def repair_stuck_tasks():
 
 Ending = collections.namedtuple('Ending', 'run status error started_at finished_at userdata')
 Ending.__new__.__defaults__ = (None,)
-Ending.__doc__ = """How a run ended, as its worker saw it: userdata is JSON text, or None if unchanged."""
+Ending.__doc__ = """How a run ended, as its worker saw it (userdata: JSON text or None)."""
 
 
 def take(now, lease, limit=1, run_id=None):
@@ -214,7 +216,8 @@ def finish(endings, now=None):
     database refuses, a task deleted meanwhile), each run is recorded in a
     transaction of its own, so one run's trouble never costs the others their
     endings; a run whose follow-up still fails is recorded without it, the
-    reason added to its error. Only an outage is raised, for the caller to retry.
+    reason added to its error. Only an outage is raised, for the caller to
+    retry; the retry skips the runs already written (their objects say so).
     """
     if not endings:
         return set()
@@ -222,18 +225,20 @@ def finish(endings, now=None):
     first = {}
     for ending in endings:  # one ending per run: the first noted wins
         first.setdefault(ending.run.pk, ending)
+    # A call retried after an outage skips the runs an earlier try already wrote.
+    done_before = {pk for pk, ending in first.items() if ending.run.status != TaskRun.RUNNING}
     endings = [ending._replace(error=storable_text(ending.error or ''))
-               for ending in first.values()]
+               for pk, ending in first.items() if pk not in done_before]
+    ours = {pk for pk in done_before if getattr(first[pk].run, '_ours', False)}
     try:
-        return _record_endings(endings, now)
+        return ours | _record_endings(endings, now)
     except Exception as failure:
         if is_outage(failure):
             raise
         if len(endings) == 1:
-            return _record_without_follow_up(endings[0], now, failure)
+            return ours | _record_without_follow_up(endings[0], now, failure)
         log.warning('Recording %d run endings together failed (%s); recording each alone',
                     len(endings), first_line(failure))
-    ours = set()
     for ending in endings:
         try:
             ours |= _record_endings([ending], now)
@@ -266,10 +271,13 @@ def _record_endings(endings, now, follow_up=True):
         run = ending.run
         if run.pk in ours:
             run.status, run.error, run.started_at = finish.status, finish.error, finish.started_at
-            run.finished_at, run.duration, run.lease_until = finish.finished_at, finish.duration, None
+            run.finished_at, run.duration = finish.finished_at, finish.duration
+            run.lease_until = None
+            run._ours = True  # what finish retried after an outage reports again
         else:
             _record_late_finish(run, finish.status, finish.error, finish.finished_at,
                                 finish.duration)
+            run.status = finish.status  # written down, or left to whatever holds it now
     return ours
 
 

@@ -26,6 +26,7 @@ PUBLIC_FIELDS = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
 # A change to any of these means the next run has to be worked out again.
 TIMING_FIELDS = ('schedule', 'start_running', 'end_running', 'wait_for_schedule', 'enabled')
 
+
 class _DefaultTimeout:
     """A `timeout` keyword left out: SISY_DEFAULT_TIMEOUT applies (None means no limit)."""
 

@@ -473,7 +473,6 @@ def _recorded(endings, ours):
             signals.send_run_finished(ending.run.task, ending.run)
 
 
-
 class Watchdog:
     """The one thread per worker process that tends every RunBatch under way."""
 

@@ -90,4 +90,3 @@ task_due_now = Signal()
 
 #: A task was enabled again. Arguments: ``task`` (as saved) and ``now``.
 task_reenabled = Signal()
-

@@ -76,7 +76,7 @@ _chosen = {}
 
 
 def backend():
-    """The driver for the current database, chosen once per kind of database."""
+    """The driver for the default database, chosen once per kind of database."""
     vendor = connection.vendor
     if vendor not in _chosen:
         _chosen[vendor] = choose()
@@ -279,7 +279,7 @@ class SQLiteStorage(PortableStorage):
                 (update + ' RETURNING {cols}, (SELECT json_array({task_cols}) FROM {task} '
                  'WHERE {task}.id = {run}.task_id)').format(
                     run=RUN, task=TASK, pick='IN (%s)' % self._pick(limit, run_id),
-                    cols=', '.join(RUN_COLUMNS), task_cols=', '.join(TASK_COLUMNS)),
+                    cols=', '.join(RUN_COLUMNS), task_cols=', '.join(TASK_COLUMNS), **WORDS),
                 params)
             rows = cursor.fetchall()
         runs = []
@@ -290,9 +290,9 @@ class SQLiteStorage(PortableStorage):
 
     def _pick(self, limit, run_id):
         which = 'id = %s' if run_id is not None else '(not_before IS NULL OR not_before <= %s)'
+        limit = 1 if run_id is not None else int(limit)
         return ("SELECT id FROM {run} WHERE status = '{pending}' AND {which} ORDER BY id "
-                "LIMIT {limit}").format(run=RUN, which=which, limit=1 if run_id else int(limit),
-                                        **WORDS)
+                "LIMIT {limit}").format(run=RUN, which=which, limit=limit, **WORDS)
 
     def _take_update(self, now, lease, host, pid, limit, run_id):
         lease_until, lease_param = _lease_end_sql(now, lease)
@@ -300,8 +300,7 @@ class SQLiteStorage(PortableStorage):
                   run_id if run_id is not None else _datetime(now)]
         update = ("UPDATE {run} SET status = '{running}', started_at = %s, lease_until = "
                   + lease_until + ", host = %s, pid = %s WHERE id {pick} AND status = "
-                  "'{pending}'").replace('{running}', TaskRun.RUNNING).replace(
-            '{pending}', TaskRun.PENDING)
+                  "'{pending}'")
         return update, params
 
     def renew(self, run_ids, lease, now):
@@ -376,7 +375,7 @@ class SQLiteStorage(PortableStorage):
 
 
 class PostgreSQLStorage(SQLiteStorage):
-    """PostgreSQL: SQLite's statements with casts, SKIP LOCKED takes and CTEs for two-step writes."""
+    """PostgreSQL: SQLite's statements with casts; SKIP LOCKED takes; CTEs for two-step writes."""
 
     TIME, NUMBER = '::timestamptz', '::double precision'
 
@@ -414,7 +413,7 @@ class PostgreSQLStorage(SQLiteStorage):
                     run=RUN, task=TASK,
                     pick='= ANY(ARRAY(%s FOR UPDATE SKIP LOCKED))' % self._pick(limit, run_id),
                     cols=', '.join(['taken.%s' % c for c in RUN_COLUMNS]
-                                   + ['%s.%s' % (TASK, c) for c in TASK_COLUMNS])),
+                                   + ['%s.%s' % (TASK, c) for c in TASK_COLUMNS]), **WORDS),
                 params)
             return [_from_row(row) for row in cursor.fetchall()]
 

@@ -35,7 +35,6 @@ def validate_schedule_field(value):
         raise ValidationError(str(error), code='invalid_schedule')
 
 
-
 def validate_task(task, error_class=ValueError):
     """Check a task's public fields and userdata before anything reaches the database.
 

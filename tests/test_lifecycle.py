@@ -246,3 +246,30 @@ def test_one_ending_that_cannot_be_recorded_costs_the_batch_nothing(soon, monkey
     assert statuses('good') == [(1, 'ok')] and statuses('bad') == [(1, 'ok')]
     assert Task.objects.get(pk=good.pk).last_outcome == 'ok'
     assert 'a follow-up that cannot be written' in TaskRun.objects.get(task_label='bad').error
+
+
+def test_a_finish_retried_after_an_outage_does_not_record_its_own_runs_again(soon, monkeypatch):
+    mine = make('mine', schedule='* * * * *', allow_overlap=True)
+    taken_away = make('taken-away', schedule='* * * * *', allow_overlap=True)
+    Task.objects.filter(pk__in=[mine.pk, taken_away.pk]).update(next_run=soon)
+    dispatch.claim_due_tasks(soon)
+    runs = lifecycle.take(soon, MINUTE, 5)
+    TaskRun.objects.filter(task_label='taken-away').update(status='lost')  # a tick's verdict
+    real_late_finish, calls = lifecycle._record_late_finish, []
+
+    def late_finish_meets_an_outage(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError('server closed the connection unexpectedly')
+        return real_late_finish(*args)
+
+    monkeypatch.setattr(lifecycle, '_record_late_finish', late_finish_meets_an_outage)
+    endings = [lifecycle.Ending(run, 'ok', '', soon, soon) for run in runs]
+    with pytest.raises(OperationalError):
+        lifecycle.finish(endings)    # 'mine' was committed before the outage
+    ours = lifecycle.finish(endings)  # the worker's retry
+    record = TaskRun.objects.get(task_label='mine')
+    assert ours == {record.pk}, 'its own run is still reported as its own'
+    assert record.status == 'ok' and record.error == '', record.error
+    assert 'after this run had been recorded lost' in TaskRun.objects.get(
+        task_label='taken-away').error
