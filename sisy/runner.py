@@ -527,12 +527,23 @@ class Watchdog:
             else:
                 log.debug('The watchdog still cannot reach the database: %s',
                           first_line(failure))
-        # The connection is closed after every round: one open now was opened by this
-        # round's work, so the database answered (a round with nothing to write proves nothing).
-        elif cls.outage_since is not None and connection.connection is not None:
+        elif cls.outage_since is not None and cls._answers():
             log.warning('The watchdog reaches the database again, after %.1f s',
                         time.monotonic() - cls.outage_since)
             cls.outage_since = None
+
+    @staticmethod
+    def _answers():
+        """Whether the database answers now (asked only during an outage).
+
+        A round with nothing to write proves nothing, and the batch that met the
+        outage may have ended since, so the watchdog asks the database itself.
+        """
+        try:
+            connection.ensure_connection()
+            return connection.is_usable()
+        except Error:
+            return False
 
 
 class RunWatch:

@@ -114,6 +114,34 @@ def test_the_watchdog_logs_a_database_outage_once_when_it_starts_and_once_when_i
         'The watchdog reaches the database again']
     assert 'server closed the connection unexpectedly' in lines[0].getMessage()
     assert TaskRun.objects.get(pk=run.pk).status == TaskRun.OK
+
+
+def test_the_watchdog_says_the_database_is_back_even_when_its_batch_ended_first(
+        monkeypatch, caplog):
+    monkeypatch.setattr(runner.Watchdog, 'outage_since', None, raising=False)
+    caplog.set_level(logging.INFO, logger='sisy.runner')
+    down, failed = threading.Event(), []
+    finish = lifecycle.finish
+
+    def finish_unless_down(endings):
+        if down.is_set() and endings:
+            failed.append(time.monotonic())
+            raise OperationalError('server closed the connection unexpectedly')
+        return finish(endings)
+
+    monkeypatch.setattr(lifecycle, 'finish', finish_unless_down)
+    run = running_run()
+    down.set()
+    with RunBatch(lease_length(), None) as batch:
+        batch.record(lifecycle.Ending(run, TaskRun.OK, '', run.started_at, timezone.now()))
+        wait_for(lambda: len(failed) >= 2, message='two failed rounds of the watchdog')
+        down.clear()  # the batch's own thread records the ending as it ends
+    wait_for(lambda: 'The watchdog reaches the database again' in caplog.text,
+             message='the line saying the outage is over')
+    assert caplog.text.count('The watchdog could not reach the database') == 1
+    assert TaskRun.objects.get(pk=run.pk).status == TaskRun.OK
+
+
 # A worker host's clock this far off the others' (libfaketime showed it at 20 s).
 SKEW = dt.timedelta(seconds=30)
 DATABASE_CLOCK_ONLY = 'leases are on the database clock on PostgreSQL only'
