@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 # on PATH), or says in one line why none fits. SISY_PYTHON=/path/to/python picks one.
 # NEEDS is the stack a target runs: PostgreSQL needs Python 3.9 or 3.10.
 NEEDS := sqlite-ipc
-test test-sqlite test-postgresql tox: NEEDS := postgresql-redis
+test test-sqlite test-postgresql tox tox-oldest tox-py311: NEEDS := postgresql-redis
 demo: NEEDS := $(if $(filter postgresql-redis,$(SISY_DEMO_STACK)),postgresql-redis,sqlite-ipc)
 
-.PHONY: demo test test-sqlite test-postgresql tox docs services browser venv clean
+.PHONY: demo test test-sqlite test-postgresql tox tox-oldest tox-py311 docs services browser venv clean
 
 # A .venv built earlier on another Python is checked against what the target needs.
 venv: $(VENV)/.installed
@@ -62,13 +62,22 @@ test-postgresql: venv services
 # which test-sqlite and test-postgresql run: its tox environment would repeat them.
 SPACE := $(subst ,, )
 PYENV_BINS := $(subst $(SPACE),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
-tox: venv services
-	PATH="$(if $(PYENV_BINS),$(PYENV_BINS):)$$PATH" $(VENV)/bin/tox -e py311-django22,py36-django111
+TOX := PATH="$(if $(PYENV_BINS),$(PYENV_BINS):)$$PATH" $(VENV)/bin/tox
+tox: tox-oldest tox-py311
+tox-oldest: venv
+	$(TOX) -e py36-django111
+tox-py311: venv services
+	$(TOX) -e py311-django22
 
 docs: venv
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
 
-test: test-sqlite test-postgresql tox docs
+# The steps that start no processes of their own run two at a time (the real-process
+# tests, timed by what they wait for, each run alone); one tox at a time, as tox
+# provisions itself in .tox on first use.
+test: test-sqlite
+	$(MAKE) --no-print-directory -j2 -Otarget test-postgresql tox-oldest docs
+	$(MAKE) --no-print-directory tox-py311
 	@echo "All Sisy checks passed."
 
 clean:
