@@ -123,9 +123,13 @@ def test_check_refuses_a_venv_python_that_cannot_run_the_stack(machine):
 def make(target, tmp_path, **env):
     """Run the Makefile's `target` with its .venv in `tmp_path`; return (venv, result)."""
     venv = str(tmp_path / 'venv')
+    # A make of its own, as a newcomer runs it: not a child of the make running these
+    # tests (whose job server it would look for, and warn about, on stderr).
+    outer = ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'MAKEOVERRIDES')
+    clean = {name: value for name, value in os.environ.items() if name not in outer}
     return venv, subprocess.run(
         ['make', '--no-print-directory', '-C', ROOT, 'VENV=%s' % venv, target],
-        env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(clean, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         universal_newlines=True, timeout=60)
 
 
