@@ -24,8 +24,8 @@ setup(
     ],
     extras_require={
         # The embedded default layer: works across processes on one machine.
-        # asgi_ipc imports pkg_resources: setuptools 81 warns about it on stderr, 82 removed it.
-        'ipc': ['asgi-ipc==1.4.2', 'msgpack<1.0', 'setuptools<81'],
+        # asgi_ipc imports pkg_resources: setuptools 80.9 warns about it on stderr, 82 removed it.
+        'ipc': ['asgi-ipc==1.4.2', 'msgpack<1.0', 'setuptools<80.9'],
         # Scale-out: Redis channel layer (msgpack 1.x breaks asgi_redis receives).
         'redis': ['asgi-redis==1.4.3', 'redis>=2.10,<3', 'msgpack<1.0'],
         # psycopg2 2.9 breaks Django 2.2, and no psycopg2 below 2.9 imports on Python 3.11:
