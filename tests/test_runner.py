@@ -86,27 +86,33 @@ def test_lease_renewal_goes_on_after_a_database_error(monkeypatch, caplog):
     assert 'The watchdog could not reach the database' in caplog.text
 
 
+class DatabaseDown:
+    """While `down` is set, recording runs fails as with the database away; counts the tries."""
+
+    def __init__(self, monkeypatch):
+        monkeypatch.setattr(runner.Watchdog, 'outage_since', None, raising=False)
+        self.down, self.failed, finish = threading.Event(), [], lifecycle.finish
+
+        def finish_unless_down(endings):
+            if self.down.is_set() and endings:
+                self.failed.append(time.monotonic())
+                raise OperationalError('server closed the connection unexpectedly')
+            return finish(endings)
+
+        monkeypatch.setattr(lifecycle, 'finish', finish_unless_down)
+
+
 def test_the_watchdog_logs_a_database_outage_once_when_it_starts_and_once_when_it_ends(
         monkeypatch, caplog):
-    monkeypatch.setattr(runner.Watchdog, 'outage_since', None, raising=False)
     caplog.set_level(logging.DEBUG, logger='sisy.runner')
-    down, failed = threading.Event(), []
-    finish = lifecycle.finish
-
-    def finish_unless_down(endings):
-        if down.is_set() and endings:
-            failed.append(time.monotonic())
-            raise OperationalError('server closed the connection unexpectedly')
-        return finish(endings)
-
-    monkeypatch.setattr(lifecycle, 'finish', finish_unless_down)
+    database = DatabaseDown(monkeypatch)
     run = running_run()
-    down.set()
+    database.down.set()
     with RunBatch(lease_length(), None) as batch:
         # An ending waits for its record: the watchdog tries to write it every round.
         batch.record(lifecycle.Ending(run, TaskRun.OK, '', run.started_at, timezone.now()))
-        wait_for(lambda: len(failed) >= 8, message='eight failed rounds of the watchdog')
-        down.clear()
+        wait_for(lambda: len(database.failed) >= 8, message='eight failed rounds of the watchdog')
+        database.down.clear()
         wait_for(lambda: not batch.endings, message='the ending recorded by the watchdog')
     lines = [r for r in caplog.records if r.name == 'sisy.runner' and r.levelno >= logging.INFO]
     assert [r.getMessage().split(':')[0].split(',')[0] for r in lines] == [
@@ -118,24 +124,14 @@ def test_the_watchdog_logs_a_database_outage_once_when_it_starts_and_once_when_i
 
 def test_the_watchdog_says_the_database_is_back_even_when_its_batch_ended_first(
         monkeypatch, caplog):
-    monkeypatch.setattr(runner.Watchdog, 'outage_since', None, raising=False)
     caplog.set_level(logging.INFO, logger='sisy.runner')
-    down, failed = threading.Event(), []
-    finish = lifecycle.finish
-
-    def finish_unless_down(endings):
-        if down.is_set() and endings:
-            failed.append(time.monotonic())
-            raise OperationalError('server closed the connection unexpectedly')
-        return finish(endings)
-
-    monkeypatch.setattr(lifecycle, 'finish', finish_unless_down)
+    database = DatabaseDown(monkeypatch)
     run = running_run()
-    down.set()
+    database.down.set()
     with RunBatch(lease_length(), None) as batch:
         batch.record(lifecycle.Ending(run, TaskRun.OK, '', run.started_at, timezone.now()))
-        wait_for(lambda: len(failed) >= 2, message='two failed rounds of the watchdog')
-        down.clear()  # the batch's own thread records the ending as it ends
+        wait_for(lambda: len(database.failed) >= 2, message='two failed rounds of the watchdog')
+        database.down.clear()  # the batch's own thread records the ending as it ends
     wait_for(lambda: 'The watchdog reaches the database again' in caplog.text,
              message='the line saying the outage is over')
     assert caplog.text.count('The watchdog could not reach the database') == 1
