@@ -83,6 +83,7 @@ class TaskAdmin(SchedulePreviewMixin, admin.ModelAdmin):
                 'schedule', 'meaning', 'upcoming_runs', 'start_running', 'end_running',
                 'wait_for_schedule', 'iterations', 'allow_overlap')}),
             ('Time limit and retries', {'fields': ('timeout', 'retries', 'retry_delay')}),
+            ('Queue', {'fields': ('queue_name', 'priority')}),
         ]
         placed = {name for _, section in fieldsets for name in section['fields']}
         unplaced = tuple(name for name in PUBLIC_FIELDS if name not in placed)
@@ -172,17 +173,15 @@ class TaskAdmin(SchedulePreviewMixin, admin.ModelAdmin):
     def run_now(self, request, queryset):
         now = timezone.now()
         runnable = queryset.filter(enabled=True, next_run__isnull=False)
-        labels = list(runnable.values_list('label', flat=True))
-        count = dispatch.run_now(queryset, now)
+        # Read before the claim, which marks the tasks it hands over running.
+        busy = Task.objects.filter(pk__in=list(runnable.filter(
+            running=True, allow_overlap=False).values_list('pk', flat=True)))
+        free = list(runnable.exclude(pk__in=busy).values_list('label', flat=True))
         skipped = queryset.exclude(pk__in=runnable.values('pk'))
-        if count:
-            try:
-                when = 'at the next heartbeat tick, %s' % local(dispatch.next_tick_time(now))
-            except (TypeError, ValueError):
-                when = 'at the next heartbeat tick'
-            self.message_user(request, 'Will run %s (a worker and sisy_heartbeat must be '
-                                       'running): %s.' % (when, ', '.join(labels)))
-        busy = runnable.filter(running=True, allow_overlap=False)
+        dispatch.run_now(queryset, now)
+        if free:
+            self.message_user(request, 'Handed to a worker now (a worker must be running): '
+                                       '%s.' % ', '.join(free))
         if busy:
             self.message_user(request, 'Still running, so their next run starts after the '
                                        'current one ends: %s.' % _labels(busy), messages.WARNING)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import checks
 
 from sisy.conf import setting
-from sisy.validation import MAX_SECONDS
+from sisy.validation import DEFAULT_QUEUE, MAX_SECONDS, QUEUE_NAME
 from sisy.schedule import InvalidSchedule, Schedule
 
 CHANNEL_SETTINGS = (
@@ -89,7 +89,21 @@ def check_settings(app_configs=None, **kwargs):
             'SISY_ALWAYS_EAGER=%r is not True or False.' % (eager,),
             hint='Set it to True in test settings to run one-off tasks at once in the '
                  'calling process, or leave it out (False).', id='sisy.E009'))
-    return errors + _check_metrics_settings()
+    return errors + _check_metrics_settings() + _check_queues()
+
+
+def _check_queues():
+    queues = setting('SISY_QUEUES')
+    names = list(queues) if isinstance(queues, (list, tuple)) else None
+    if names is None or DEFAULT_QUEUE not in names or not all(
+            isinstance(name, str) and QUEUE_NAME.match(name) for name in names):
+        return [checks.Error(
+            'SISY_QUEUES=%r is not a list of queue names that includes %r.'
+            % (queues, DEFAULT_QUEUE),
+            hint="List the queues runs may wait in, 'default' first, e.g. ['default', "
+                 "'emails']; a name has 1 to 50 letters, digits, '_' or '-'.",
+            id='sisy.E011')]
+    return []
 
 
 def _check_metrics_settings():

@@ -45,7 +45,7 @@ def make(label='nightly', schedule='30 0 * * *', **fields):
 def form_data(**overrides):
     data = {'label': '', 'function': 'tests.testapp.tasks.record', 'instance_pk': '',
             'schedule': '*/5 * * * *', 'enabled': 'on', 'wait_for_schedule': 'on',
-            'iterations': '0', 'timeout': '', 'retries': '0', 'retry_delay': '60',
+            'iterations': '0', 'timeout': '', 'retries': '0', 'retry_delay': '60', 'priority': '0', 'queue_name': 'default',
             'userdata': ''}
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
@@ -366,10 +366,11 @@ def test_run_now_action_makes_the_task_due_and_says_when(admin_client_):
     response = admin_client_.post(TASKS, {'action': 'run_now',
                                           '_selected_action': [task.pk, off.pk]}, follow=True)
     page = text(response)
-    assert 'Will run at the next heartbeat tick' in page and 'nightly' in page
+    assert 'Handed to a worker now (a worker must be running): nightly.' in page
     assert 'Not run because disabled or finished: off' in page
-    task.refresh_from_db()
-    assert task.next_run <= timezone.now()
+    # Claimed at once: a run waits for a worker, and the slot is used.
+    assert list(TaskRun.objects.filter(task=task).values_list('status', flat=True)) == ['pending']
+    assert not TaskRun.objects.filter(task=off).exists()
 
 
 def test_enable_and_disable_actions(admin_client_):
