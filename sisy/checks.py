@@ -160,8 +160,7 @@ def _check_routing(routing):
                              % (routing, error), hint=INCLUDE_HINT, id='sisy.E002')]
     from sisy import consumers
     errors = []
-    for name, consumer_name in CHANNEL_SETTINGS:
-        channel = setting(name)
+    for name, consumer_name, channel in _routed_channels():
         if not isinstance(channel, str) or not CHANNEL_NAME.match(channel):
             continue  # reported by check_settings
         expected = getattr(consumers, consumer_name)
@@ -179,6 +178,18 @@ def _check_routing(routing):
                 hint='Route it to Sisy, or give %s a name no other route uses.' % name,
                 id='sisy.E001'))
     return errors
+
+
+def _routed_channels():
+    """(setting, consumer, channel) of every channel Sisy needs routed: one run channel per queue."""
+    from sisy.doorbells import channel_for
+    channels = [(name, consumer, setting(name)) for name, consumer in CHANNEL_SETTINGS]
+    queues = setting('SISY_QUEUES')
+    if isinstance(queues, (list, tuple)) and isinstance(setting('SISY_RUN_TASK_CHANNEL'), str):
+        channels += [('SISY_QUEUES (queue %r)' % queue, 'run_task', channel_for(queue))
+                     for queue in queues if isinstance(queue, str) and queue != DEFAULT_QUEUE
+                     and QUEUE_NAME.match(queue)]
+    return channels
 
 
 class _Probe(dict):
