@@ -277,9 +277,11 @@ def _json_problem(value, place, open_ids, depth):
         return ('%s is %r, which JSON cannot carry; pass None or a string instead.'
                 % (place, value))
     if not isinstance(value, (list, tuple, dict)):
-        return ('%s is %s %r, which JSON cannot carry; pass JSON data (None, bool, int, '
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + '...'
+        return ('%s is %s (%s), which JSON cannot carry; pass JSON data (None, bool, int, '
                 'float, str, list, dict with str keys), e.g. an id or an ISO 8601 string.'
-                % (place, _kind_of(value), value))
+                % (place, _kind_of(value), shown))
     if depth >= MAX_JSON_DEPTH:
         return '%s is nested deeper than %d levels; pass flatter data.' % (place, MAX_JSON_DEPTH)
     if id(value) in open_ids:
