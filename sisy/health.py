@@ -8,6 +8,7 @@ banner, and :mod:`sisy.metrics` reads the same numbers for Prometheus.
 
 import contextlib
 import datetime as dt
+import json
 
 from django.db import connection, transaction
 from django.db.models import (Case, F, Func, IntegerField, Max, Min, OuterRef, Q, Subquery,
@@ -223,15 +224,21 @@ def _late_line(name, row, now, max_wait):
 
 
 def timeout_problems(now):
-    """Runs still running past their task's timeout and the grace to give way.
+    """Runs still running past their timeout (a task's, or a hand-off job's own) and the grace.
 
     Running runs are few (at most one per worker thread), so they are read and
     compared here rather than in SQL.
     """
-    running = (TaskRun.objects.filter(status=TaskRun.RUNNING, task__timeout__isnull=False)
-               .order_by('pk').values_list('pk', 'task_label', 'started_at', 'task__timeout'))
+    running = (TaskRun.objects.filter(status=TaskRun.RUNNING)
+               .filter(Q(task__timeout__isnull=False) | ~Q(function=''))
+               .order_by('pk').values_list('pk', 'task_label', 'started_at', 'task__timeout',
+                                           'function', 'options'))
     problems = []
-    for run_id, label, started, timeout in running:
+    for run_id, label, started, timeout, function, options in running:
+        if function:
+            timeout = json.loads(options or '{}').get('timeout')
+            if timeout is None:
+                continue
         took = (now - started).total_seconds() if started else 0
         if took > timeout + GRACE_SECONDS:
             problems.append("run %s of '%s' is past its timeout of %s (running %s)"

@@ -187,6 +187,17 @@ def test_runs_past_their_timeout():
                              % late.pk]
 
 
+def test_hand_off_jobs_past_their_timeout():
+    ticked(1)
+    now = timezone.now()
+    slow = enqueued(jobs.too_slow, 0)  # timeout=0.2
+    unlimited = enqueued(jobs.add, 0, 1, 2)
+    TaskRun.objects.filter(pk__in=[slow, unlimited]).update(
+        status=TaskRun.RUNNING, started_at=now - dt.timedelta(seconds=412))
+    assert problems_of() == ["run %d of 'tests.testapp.jobs.too_slow' is past its timeout of "
+                             "0.2 s (running 412 s)" % slow]
+
+
 def test_tasks_failing_in_a_row():
     ticked(1)
     sync = make('sync')
