@@ -18,8 +18,8 @@ LAYERS = (
     ('storage', 'ledger', 'retries', 'history', 'doorbells', 'results'),
     ('lifecycle',),
     ('dispatch', 'runner'),
-    ('consumers', 'testing', 'tasks', 'admin', 'admin_forms', 'admin_preview', 'health', 'metrics',
-     'management', 'apps', 'checks', 'routing', 'urls', 'migrations'),
+    ('consumers', 'testing', 'tasks', 'admin', 'admin_forms', 'admin_preview', 'admin_jobs',
+     'health', 'metrics', 'management', 'apps', 'checks', 'routing', 'urls', 'migrations'),
 )
 
 
