@@ -16,6 +16,7 @@ from sisy.models import TaskRun
 
 # The last line of a traceback: the exception's (dotted) class, then its message.
 EXCEPTION_LINE = re.compile(r'^([A-Za-z_][\w.]*)(?::|$)')
+TRACEBACK_START = 'Traceback (most recent call last):'
 
 
 class TaskResultStatus(str, enum.Enum):
@@ -131,10 +132,17 @@ def exception_class_path(error):
     Built-in exceptions get 'builtins.', as Django's tasks framework names them.
     A run lost with its worker has no traceback: sisy.runner.RunInterrupted.
     """
-    if 'Traceback (most recent call last)' in (error or ''):
-        for line in reversed(error.splitlines()):
-            found = EXCEPTION_LINE.match(line)
-            if found:
-                name = found.group(1)
-                return name if '.' in name else 'builtins.%s' % name
+    if TRACEBACK_START not in (error or ''):
+        return 'sisy.runner.RunInterrupted'
+    lines = error.splitlines()
+    # The exception's line is the first one after the last traceback's indented frames;
+    # its message may go on over more lines ("DETAIL: ..."), which must not be taken
+    # for it.
+    start = max(number for number, line in enumerate(lines) if TRACEBACK_START in line)
+    following = [line for line in lines[start + 1:] if line and not line[0].isspace()]
+    for line in following[:1] + list(reversed(lines)):
+        found = EXCEPTION_LINE.match(line)
+        if found:
+            name = found.group(1)
+            return name if '.' in name else 'builtins.%s' % name
     return 'sisy.runner.RunInterrupted'

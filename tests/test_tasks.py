@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+import traceback
 
 import pytest
 from channels.message import Message
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from sisy import dispatch, lifecycle, runner
 from sisy.models import TaskRun
+from sisy.results import exception_class_path
 from sisy.signals import run_finished, run_started
 from sisy.tasks import (
     InvalidTask, Task, TaskResult, TaskResultDoesNotExist, TaskResultMismatch,
@@ -126,6 +128,28 @@ def test_a_job_that_fails_every_attempt_is_failed_with_each_error():
     with pytest.raises(ValueError, match='it is FAILED'):
         result.return_value
     assert run_due_tasks(now=timezone.now() + dt.timedelta(days=1)) == [], 'no 4th attempt'
+
+
+def test_an_error_whose_message_has_several_lines_is_named_by_its_class():
+    result = jobs.fails_with_details.enqueue()
+    run_due_tasks()
+    result.refresh()
+    [error] = result.errors
+    assert error.exception_class_path == 'tests.testapp.jobs.DatabaseSaid'
+    assert 'DETAIL:  Key (id)=(1) already exists.' in error.traceback
+
+
+def test_a_chained_error_is_named_by_the_exception_raised_last():
+    try:
+        try:
+            {}['missing']
+        except KeyError:
+            raise jobs.DatabaseSaid('could not save\nHINT:  retry later')
+    except jobs.DatabaseSaid:
+        recorded = traceback.format_exc()
+    assert exception_class_path(recorded) == 'tests.testapp.jobs.DatabaseSaid'
+    assert exception_class_path('The worker (gone pid 1) stopped renewing its lease.') == \
+        'sisy.runner.RunInterrupted'
 
 
 def test_statuses_compare_equal_to_djangos_strings():
@@ -474,6 +498,13 @@ def test_run_started_and_run_finished_are_sent_for_jobs_with_no_task():
     job_id = int(result.id)
     assert heard == [(run_started, None, job_id, TaskRun.RUNNING, None),
                      (run_finished, None, job_id, TaskRun.OK, TaskRun.OK)]
+
+
+def test_eager_mode_records_a_failure_instead_of_raising_it(settings):
+    settings.SISY_ALWAYS_EAGER = True
+    result = jobs.fails_with_details.enqueue()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == 'tests.testapp.jobs.DatabaseSaid'
 
 
 def test_eager_mode_leaves_a_job_with_run_after_to_its_time(settings):
