@@ -394,6 +394,16 @@ def test_what_json_cannot_carry_is_refused_before_anything_is_written(args, kwar
     assert worker.pending('sisy.run_task') == []
 
 
+def test_a_return_value_json_cannot_carry_fails_the_job_with_a_type_error():
+    result = jobs.returns_a_set.enqueue()
+    run_due_tasks()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class_path == 'builtins.TypeError'
+    assert 'the return value is a set {1, 2}, which JSON cannot carry' in error.traceback
+
+
 # -- retries, timeout, lost workers, stop ---------------------------------------------
 
 
