@@ -95,18 +95,23 @@ def add_job(function, label, arguments, options, priority, queue_name, not_befor
             now=None):
     """Write a hand-off job as a pending run; return it. One INSERT, no commit of its own.
 
-    Due now (no `not_before`), it gets a doorbell when the caller's
-    transaction commits (at once outside one); nothing if that rolls back.
-    Later, the first tick at or after `not_before` rings for it.
+    Due now (no `not_before`, or one that has passed), it gets a doorbell when
+    the caller's transaction commits (at once outside one); nothing if that
+    rolls back. Later, the first tick at or after `not_before` rings for it.
     """
     now = now or timezone.now()
     run = TaskRun.objects.create(
         task_label=label, function=function, arguments=json.dumps(arguments),
         options=json.dumps(options, sort_keys=True), priority=priority, queue_name=queue_name,
         scheduled_for=not_before or now, not_before=not_before)
-    if not_before is None:
+    if is_due(not_before, now):
         doorbells.ring_on_commit([(run.pk, queue_name)])
     return run
+
+
+def is_due(not_before, now):
+    """Whether a run that may start at `not_before` (None: at once) may start at `now`."""
+    return not_before is None or not_before <= now
 
 
 def _finish_unrun(task, when):

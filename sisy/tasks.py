@@ -114,7 +114,7 @@ class Task:
              'takes_context': self.takes_context},
             self.priority, self.queue_name, not_before=not_before, now=now)
         result = TaskResult(self, [run])
-        if setting('SISY_ALWAYS_EAGER') and not_before is None:
+        if setting('SISY_ALWAYS_EAGER') and lifecycle.is_due(not_before, now):
             testing.run_job_eagerly(run)
             result.refresh()
         return result

@@ -510,6 +510,17 @@ def test_a_job_is_rung_for_when_its_transaction_commits_and_not_if_it_rolls_back
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_job_whose_run_after_has_passed_is_rung_for_at_once(worker):
+    passed = jobs.add.using(run_after=timezone.now() - dt.timedelta(seconds=1)).enqueue(1, 1)
+    now = jobs.add.using(run_after=dt.timedelta(0)).enqueue(2, 2)
+    later = jobs.add.using(run_after=dt.timedelta(minutes=5)).enqueue(3, 3)
+    assert doorbells_on(worker) == [{'run_id': int(passed.id)}, {'run_id': int(now.id)}]
+    worker.deliver()
+    assert sorted(Call.objects.values_list('run_id', flat=True)) == [2, 4]
+    assert TaskRun.objects.get(pk=later.id).status == TaskRun.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
 @override_settings(SISY_QUEUES=['default', 'emails'])
 def test_a_run_on_a_queue_is_rung_for_on_that_queues_channel(worker):
     result = jobs.add.using(queue_name='emails').enqueue(1, 2)

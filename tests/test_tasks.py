@@ -525,6 +525,12 @@ def test_eager_mode_leaves_a_job_with_run_after_to_its_time(settings):
     assert run.status == TaskRun.OK
 
 
+def test_eager_mode_runs_a_job_whose_run_after_has_passed(settings):
+    settings.SISY_ALWAYS_EAGER = True
+    result = jobs.add.using(run_after=timezone.now() - MINUTE).enqueue(1, 1)
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 2)
+
+
 def test_run_due_tasks_runs_waiting_jobs_and_returns_their_runs(worker):
     first, second = jobs.add.enqueue(1, 1), jobs.label_call.enqueue('second')
     runs = run_due_tasks()
