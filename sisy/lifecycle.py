@@ -92,19 +92,20 @@ def claim(tasks, when, ring=False):
 
 
 def add_job(function, label, arguments, options, priority, queue_name, not_before=None,
-            now=None):
+            now=None, ring=True):
     """Write a hand-off job as a pending run; return it. One INSERT, no commit of its own.
 
     Due now (no `not_before`, or one that has passed), it gets a doorbell when
     the caller's transaction commits (at once outside one); nothing if that
-    rolls back. Later, the first tick at or after `not_before` rings for it.
+    rolls back, nor with ring=False (eager mode runs it in the caller's
+    process). Later, the first tick at or after `not_before` rings for it.
     """
     now = now or timezone.now()
     run = TaskRun.objects.create(
         task_label=label, function=function, arguments=json.dumps(arguments),
         options=json.dumps(options, sort_keys=True), priority=priority, queue_name=queue_name,
         scheduled_for=not_before or now, not_before=not_before)
-    if is_due(not_before, now):
+    if ring and is_due(not_before, now):
         doorbells.ring_on_commit([(run.pk, queue_name)])
     return run
 

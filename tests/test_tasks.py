@@ -510,6 +510,16 @@ def test_run_started_and_run_finished_are_sent_for_jobs_with_no_task():
                      (run_finished, None, job_id, TaskRun.OK, TaskRun.OK)]
 
 
+def test_eager_mode_runs_the_job_before_enqueue_returns(settings, worker):
+    settings.SISY_ALWAYS_EAGER = True
+    result = jobs.add.enqueue(2, 3)
+    assert (result.status, result.return_value, result.attempts) == (
+        TaskResultStatus.SUCCESSFUL, 5, 1)
+    assert Call.objects.get().run_id == 5
+    assert worker.pending('sisy.run_task') == [], 'nothing is left for a worker'
+    assert run_due_tasks() == []
+
+
 def test_eager_mode_records_a_failure_instead_of_raising_it(settings):
     settings.SISY_ALWAYS_EAGER = True
     result = jobs.fails_with_details.enqueue()
