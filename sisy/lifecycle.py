@@ -151,7 +151,7 @@ def lose_expired(now):
         lost += 1
         log.warning('Run %s of %r on %s pid %s was lost (its worker stopped)', run.pk,
                     run.task_label, run.host, run.pid)
-        run.status, run.lease_until, run.error = TaskRun.LOST, None, error
+        run.status, run.lease_until, run.error, run.finished_at = TaskRun.LOST, None, error, now
         signals.send_run_finished(run.task, run)
     return lost
 

@@ -458,6 +458,21 @@ def test_a_job_lost_with_its_worker_is_attempted_again(worker, soon):
     assert Call.objects.count() == 1
 
 
+def test_a_job_lost_on_every_attempt_ends_failed_with_a_finish_time(worker, soon):
+    result = jobs.add.enqueue(1, 1)
+    when = soon
+    for attempt in range(3):
+        die_while_running(worker, when)
+        when += 2 * MINUTE
+        dispatch.process_tick(when, now=when)
+        worker.layer.channel_layer.flush()
+    result.refresh()
+    assert (result.status, result.attempts, len(result.errors)) == (
+        TaskResultStatus.FAILED, 3, 3)
+    assert result.finished_at is not None, 'a failed job has finished'
+    assert TaskRun.objects.filter(status=TaskRun.PENDING).count() == 0
+
+
 def test_an_operator_can_stop_a_job_and_it_is_not_retried(monkeypatch):
     monkeypatch.setattr(runner, 'MAX_RENEWAL_INTERVAL', 0.3)  # notice the stop sooner
     cron_functions.sleeping.clear()
