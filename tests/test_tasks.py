@@ -377,6 +377,7 @@ def nested(levels):
     (({1, 2},), {}, 'positional argument 0 is a set'),
     ((1, Point()), {}, 'positional argument 1 is a tests.test_tasks.Point'),
     ((), {'ids': {1: 'a'}}, "argument 'ids' has the key 1 (an int)"),
+    ((), {'by_pair': {(1, 2): 'a'}}, "argument 'by_pair' has the key (1, 2) (a tuple)"),
     ((), {'ratio': float('nan')}, "argument 'ratio' is nan"),
     ((), {'total': float('inf')}, "argument 'total' is inf"),
     ((contains_itself(),), {}, 'positional argument 0[1] contains itself'),
