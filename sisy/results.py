@@ -56,13 +56,17 @@ class TaskError:
 
 
 class TaskContext:
-    """What a job made with takes_context=True is called with first."""
+    """What a job made with takes_context=True is called with first.
+
+    task_result is None when the function is run with Task.call(), as no job exists.
+    """
 
     def __init__(self, task_result, attempt):
         self.task_result, self.attempt = task_result, attempt
 
     def __repr__(self):
-        return '<TaskContext job %s attempt %s>' % (self.task_result.id, self.attempt)
+        job = self.task_result.id if self.task_result is not None else None
+        return '<TaskContext job %s attempt %s>' % (job, self.attempt)
 
 
 class TaskResult:

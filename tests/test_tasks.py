@@ -346,9 +346,16 @@ def test_a_retry_gets_the_next_attempt_number_and_the_errors_so_far():
                                    'errors': ['builtins.RuntimeError']}
 
 
-def test_call_gives_a_context_of_attempt_1():
+def test_call_gives_a_context_of_attempt_1_with_no_result():
     with pytest.raises(RuntimeError, match='attempt 1 of k fails'):
         jobs.context_fails_once.call('k')
+    assert jobs.describe_context.call() == {
+        'attempt': 1, 'has_result': False, 'repr': '<TaskContext job None attempt 1>'}
+    result = jobs.describe_context.enqueue()
+    run_due_tasks()
+    result.refresh()
+    assert result.return_value == {'attempt': 1, 'has_result': True,
+                                   'repr': '<TaskContext job %s attempt 1>' % result.id}
 
 
 # -- what enqueue refuses -------------------------------------------------------------

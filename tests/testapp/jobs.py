@@ -89,3 +89,10 @@ class DatabaseSaid(Exception):
 def fails_with_details():
     raise DatabaseSaid('duplicate key value violates unique constraint "order_pkey"\n'
                        'DETAIL:  Key (id)=(1) already exists.')
+
+
+@task(takes_context=True)
+def describe_context(context):
+    """Returns what its context says, as a job's code might log it."""
+    return {'attempt': context.attempt, 'has_result': context.task_result is not None,
+            'repr': repr(context)}
