@@ -37,6 +37,13 @@ MINUTE = dt.timedelta(minutes=1)
 WORKER_ID = '%s pid %s' % (lifecycle.HOST, os.getpid())
 
 
+@pytest.fixture(autouse=True)
+def empty_layer(worker):
+    """Enqueue rings on the shared in-memory layer: leave it as each test found it, empty."""
+    yield
+    worker.layer.channel_layer.flush()
+
+
 def wait_for(predicate, timeout=10, message='condition'):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -410,6 +417,28 @@ def test_a_return_value_json_cannot_carry_fails_the_job_with_a_type_error():
     [error] = result.errors
     assert error.exception_class_path == 'builtins.TypeError'
     assert 'the return value is a set {1, 2}, which JSON cannot carry' in error.traceback
+
+
+def test_a_function_a_worker_cannot_import_is_refused_at_enqueue():
+    def inner(x):
+        return x
+
+    nested = task(inner)
+    with pytest.raises(InvalidTask, match='define it at module level'):
+        nested.enqueue(1)
+    assert TaskRun.objects.count() == 0
+    assert nested.call(3) == 3
+
+
+def test_a_job_whose_function_was_removed_since_it_was_enqueued_fails_saying_so():
+    result = jobs.add.enqueue(1, 1)
+    TaskRun.objects.filter(pk=result.id).update(function='tests.testapp.jobs:removed')
+    run_due_tasks()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    [error] = result.errors
+    assert error.exception_class_path == 'sisy.callables.CallableNotFound'
+    assert "has no attribute 'removed'" in error.traceback
 
 
 # -- retries, timeout, lost workers, stop ---------------------------------------------
