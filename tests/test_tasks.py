@@ -601,3 +601,11 @@ def test_run_due_tasks_runs_waiting_jobs_and_returns_their_runs(worker):
         ('ok', 'tests.testapp.jobs:add'), ('ok', 'tests.testapp.jobs:label_call')]
     assert json.loads(runs[1].return_value) == 'second'
     assert run_due_tasks() == []
+
+
+def test_run_due_tasks_runs_jobs_in_the_order_workers_take_them():
+    jobs.label_call.using(priority=-1).enqueue('low')
+    jobs.label_call.enqueue('default')
+    jobs.label_call.using(priority=9).enqueue('high')
+    assert [json.loads(run.return_value) for run in run_due_tasks()] == [
+        'high', 'default', 'low']
