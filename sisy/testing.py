@@ -63,8 +63,17 @@ def on_task_due_now(sender, task, **ignored):
 
 
 def run_job_eagerly(run):
-    """SISY_ALWAYS_EAGER for a hand-off job: take and execute its run in this process."""
-    _execute([run.pk], _doorbell())
+    """SISY_ALWAYS_EAGER for a hand-off job: execute it in this process, with its retries due now.
+
+    A retry with a retry_delay waits, as a worker's would, for run_due_tasks(now=...).
+    """
+    doorbell, run_id = _doorbell(), run.pk
+    while run_id is not None:
+        _execute([run_id], doorbell)
+        run_id = (TaskRun.objects.filter(Q(not_before__isnull=True)
+                                         | Q(not_before__lte=timezone.now()),
+                                         first_attempt=run.job_id, status=TaskRun.PENDING)
+                  .values_list('pk', flat=True).first())
 
 
 def _run_eagerly(task):

@@ -416,7 +416,7 @@ def test_a_return_value_json_cannot_carry_fails_the_job_with_a_type_error():
     assert result.status == TaskResultStatus.FAILED
     [error] = result.errors
     assert error.exception_class_path == 'builtins.TypeError'
-    assert 'the return value is a set {1, 2}, which JSON cannot carry' in error.traceback
+    assert 'the return value is a set ({1, 2}), which JSON cannot carry' in error.traceback
 
 
 def test_a_function_a_worker_cannot_import_is_refused_at_enqueue():
@@ -609,3 +609,16 @@ def test_run_due_tasks_runs_jobs_in_the_order_workers_take_them():
     jobs.label_call.using(priority=9).enqueue('high')
     assert [json.loads(run.return_value) for run in run_due_tasks()] == [
         'high', 'default', 'low']
+
+
+def test_eager_mode_runs_the_retries_due_now_and_leaves_delayed_ones(settings):
+    settings.SISY_ALWAYS_EAGER = True
+    result = jobs.fail_once.enqueue('eager')  # retries=1, retry_delay=0
+    assert (result.status, result.attempts, result.return_value) == (
+        TaskResultStatus.SUCCESSFUL, 2, 'second time lucky')
+    result = jobs.fail_once_then_wait.enqueue('delayed')  # retries=1, retry_delay=300
+    assert (result.status, result.attempts) == (TaskResultStatus.READY, 1)
+    run_due_tasks(now=timezone.now() + dt.timedelta(minutes=6))
+    result.refresh()
+    assert (result.status, result.attempts, result.return_value) == (
+        TaskResultStatus.SUCCESSFUL, 2, 'waited')
