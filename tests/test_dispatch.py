@@ -571,3 +571,16 @@ def test_a_worker_woken_on_a_queues_channel_drains_only_that_queue(worker):
     # A doorbell for a run another worker took already wakes this one for its queue's next.
     consumers.run_task(Message({'run_id': emails[0]}, 'sisy.run_task', worker.layer))
     assert Call.objects.count() == 6
+
+
+def test_a_tick_rings_for_the_listed_queues_only(worker, settings, soon):
+    settings.SISY_QUEUES = ['default', 'emails']
+    left = jobs.add.using(queue_name='emails').enqueue(1, 1)
+    settings.SISY_QUEUES = ['default']  # the emails workers were retired
+    dispatch.process_tick(soon)
+    assert worker.pending('sisy.run_task') == []
+    assert worker.pending('sisy.run_task.emails') == []
+    settings.SISY_QUEUES = ['default', 'emails']
+    dispatch.process_tick(soon)
+    assert [content['run_id'] for content in doorbells_on(worker, 'sisy.run_task.emails')] == [
+        int(left.id)]
