@@ -291,6 +291,10 @@ class Cluster:
         """A WebClient on daphne with a cookie jar of its own, as one visitor's browser."""
         return WebClient('http://127.0.0.1:%d' % self.port)
 
+    def admin(self, username, password):
+        """An AdminClient logged in to this site's admin (the account must exist)."""
+        return AdminClient('http://127.0.0.1:%d' % self.port, username, password)
+
 
 class WebClient:
     """GETs and form POSTs to a site, keeping its cookies (session and CSRF) between them."""
@@ -323,11 +327,6 @@ class WebClient:
             headers={'Referer': self.base + page})
         with self.opener.open(request, timeout=30) as response:
             return response.status, response.read().decode()
-
-
-    def admin(self, username, password):
-        """An AdminClient logged in to this site's admin (the account must exist)."""
-        return AdminClient('http://127.0.0.1:%d' % self.port, username, password)
 
 
 class _KeepRedirect(urllib.request.HTTPRedirectHandler):
