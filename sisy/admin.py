@@ -2,18 +2,20 @@
 
 The two ModelAdmins and their actions; Django's admin autodiscovery imports this
 module, which registers them. The task form is in admin_forms.py, the live
-schedule preview in admin_preview.py.
+schedule preview in admin_preview.py, hand-off jobs in words and "Run again"
+in admin_jobs.py.
 """
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from sisy import dispatch, health, ledger, lifecycle
+from sisy import admin_jobs, dispatch, health, ledger, lifecycle
 from sisy.admin_forms import TaskForm
 from sisy.admin_preview import HAS_VIEW_PERMISSION, SchedulePreviewMixin, local
 from sisy.admin_preview import PREVIEW_RUNS  # noqa: F401 (importable from here, as before)
@@ -83,6 +85,7 @@ class TaskAdmin(SchedulePreviewMixin, admin.ModelAdmin):
                 'schedule', 'meaning', 'upcoming_runs', 'start_running', 'end_running',
                 'wait_for_schedule', 'iterations', 'allow_overlap')}),
             ('Time limit and retries', {'fields': ('timeout', 'retries', 'retry_delay')}),
+            ('Queue', {'fields': ('queue_name', 'priority')}),
         ]
         placed = {name for _, section in fieldsets for name in section['fields']}
         unplaced = tuple(name for name in PUBLIC_FIELDS if name not in placed)
@@ -172,17 +175,15 @@ class TaskAdmin(SchedulePreviewMixin, admin.ModelAdmin):
     def run_now(self, request, queryset):
         now = timezone.now()
         runnable = queryset.filter(enabled=True, next_run__isnull=False)
-        labels = list(runnable.values_list('label', flat=True))
-        count = dispatch.run_now(queryset, now)
+        # Read before the claim, which marks the tasks it hands over running.
+        busy = Task.objects.filter(pk__in=list(runnable.filter(
+            running=True, allow_overlap=False).values_list('pk', flat=True)))
+        free = list(runnable.exclude(pk__in=busy).values_list('label', flat=True))
         skipped = queryset.exclude(pk__in=runnable.values('pk'))
-        if count:
-            try:
-                when = 'at the next heartbeat tick, %s' % local(dispatch.next_tick_time(now))
-            except (TypeError, ValueError):
-                when = 'at the next heartbeat tick'
-            self.message_user(request, 'Will run %s (a worker and sisy_heartbeat must be '
-                                       'running): %s.' % (when, ', '.join(labels)))
-        busy = runnable.filter(running=True, allow_overlap=False)
+        dispatch.run_now(queryset, now)
+        if free:
+            self.message_user(request, 'Handed to a worker now (a worker must be running): '
+                                       '%s.' % ', '.join(free))
         if busy:
             self.message_user(request, 'Still running, so their next run starts after the '
                                        'current one ends: %s.' % _labels(busy), messages.WARNING)
@@ -238,7 +239,8 @@ class TaskLabelFilter(admin.SimpleListFilter):
     """Runs by their task's label, typed in; the labels are listed only when they are few.
 
     Listing every task would make each page of the history grow with the task
-    table. A label also finds the runs of one-off jobs whose tasks are gone.
+    table. A label also finds the runs of one-off jobs whose tasks are gone, and
+    a hand-off job's runs by its function's dotted path.
     """
 
     title = 'task label'
@@ -266,22 +268,88 @@ class TaskLabelFilter(admin.SimpleListFilter):
         return super().choices(changelist)
 
 
+class KindFilter(admin.SimpleListFilter):
+    """Hand-off jobs (sisy.tasks) apart from the runs of tasks."""
+
+    title = 'kind'
+    parameter_name = 'kind'
+
+    def lookups(self, request, model_admin):
+        return [('job', 'hand-off jobs'), ('task', 'task runs')]
+
+    def queryset(self, request, queryset):
+        if self.value() == 'job':
+            return queryset.exclude(function='')
+        if self.value() == 'task':
+            return queryset.filter(function='')
+        return queryset
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """Runs by queue, listed from SISY_QUEUES (no query); shown when there are several."""
+
+    title = 'queue'
+    parameter_name = 'queue'
+
+    def lookups(self, request, model_admin):
+        names = health.listed_queues()
+        if self.value() and self.value() not in names:
+            names.append(self.value())  # a queue left out of SISY_QUEUES, from a link
+        return [(name, name) for name in names]
+
+    def has_output(self):
+        return len(self.lookup_choices) > 1
+
+    def queryset(self, request, queryset):
+        return queryset.filter(queue_name=self.value()) if self.value() else queryset
+
+
+class JobFilter(admin.SimpleListFilter):
+    """The attempts of one hand-off job, as a job's link lists them; shown only then."""
+
+    title = 'job'
+    parameter_name = 'job'
+
+    def lookups(self, request, model_admin):
+        return [(self.value(), 'job %s' % self.value())] if self.value() else []
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            job_id = int(self.value())
+        except ValueError:
+            return queryset.none()
+        return queryset.exclude(function='').filter(
+            Q(pk=job_id, first_attempt=None) | Q(first_attempt=job_id))
+
+
 @admin.register(TaskRun)
 class TaskRunAdmin(admin.ModelAdmin):
     """Read-only: runs are written by Sisy, and deleting an active one would block its task.
 
-    The one thing an operator does here is ask for running runs to be stopped,
-    which needs the permission to change tasks.
+    What an operator does here is ask for running runs to be stopped, and have
+    finished hand-off jobs run again; both need the permission to change tasks.
+    A hand-off job's row shows its function and arguments, and its page the
+    job's id, options and return value.
     """
 
-    list_display = ('scheduled_local', 'task_link', 'attempt', 'status', 'stop_requested',
-                    'started_local', 'duration_text', 'host', 'pid', 'error_line')
-    list_filter = ('status', TaskLabelFilter)
+    list_display = ('scheduled_local', 'task_link', 'arguments_line', 'attempt', 'queue_name',
+                    'priority', 'status', 'stop_requested', 'started_local', 'duration_text',
+                    'host', 'pid', 'outcome_line')
+    list_filter = ('status', KindFilter, QueueFilter, TaskLabelFilter, JobFilter)
     search_fields = ('task_label', 'error', 'host')
-    fields = ('task_link', 'task_label', 'attempt', 'status', 'stop_requested', 'scheduled_local',
-              'started_local', 'finished_local', 'duration_text', 'host', 'pid', 'error_text')
-    readonly_fields = fields
-    actions = ['stop_runs']
+    COMMON_FIELDS = ('attempt', 'status', 'stop_requested', 'queue_name', 'priority',
+                     'scheduled_local', 'started_local', 'finished_local', 'duration_text',
+                     'host', 'pid')
+    TASK_FIELDS = ('task_link', 'task_label') + COMMON_FIELDS + ('error_text',)
+    JOB_FIELDS = (('job_link', 'function_path', 'arguments_text', 'options_text')
+                  + COMMON_FIELDS + ('result_text', 'error_text'))
+    readonly_fields = tuple(dict.fromkeys(TASK_FIELDS + JOB_FIELDS))
+    actions = ['stop_runs', 'run_again']
+
+    def get_fields(self, request, obj=None):
+        return self.JOB_FIELDS if obj is not None and obj.is_job else self.TASK_FIELDS
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -294,14 +362,23 @@ class TaskRunAdmin(admin.ModelAdmin):
             return False
 
     def has_stop_permission(self, request):
+        """Stopping runs and running jobs again: the permission to change tasks."""
         opts = Task._meta
         return request.user.has_perm('%s.%s' % (
             opts.app_label, get_permission_codename('change', opts)))
+
+    def has_run_again_permission(self, request):
+        return self.has_stop_permission(request)
 
     def stop_runs(self, request, queryset):
         _stop_runs(self, request, queryset)
     stop_runs.short_description = 'Stop selected runs'
     stop_runs = _permission_checked(stop_runs, 'stop')
+
+    def run_again(self, request, queryset):
+        admin_jobs.enqueue_again(self, request, queryset)
+    run_again.short_description = 'Run selected hand-off jobs again'
+    run_again = _permission_checked(run_again, 'run_again')
 
     def scheduled_local(self, run):
         return local(run.scheduled_for)
@@ -323,18 +400,57 @@ class TaskRunAdmin(admin.ModelAdmin):
     duration_text.admin_order_field = 'duration'
 
     def task_link(self, run):
+        """The task's label, a link to it; a hand-off job's function, with the job's id."""
+        if run.is_job:
+            return format_html('{} <a href="{}" class="sisy-job">job {}</a>', run.task_label,
+                               admin_jobs.job_url(run.job_id), run.job_id)
         if run.task_id is None:
             return '%s (deleted)' % run.task_label
         return format_html('<a href="{}">{}</a>',
                            reverse('admin:sisy_task_change', args=[run.task_id]), run.task_label)
-    task_link.short_description = 'task'
+    task_link.short_description = 'task or job'
     task_link.admin_order_field = 'task_label'
 
-    def error_line(self, run):
+    def arguments_line(self, run):
+        return admin_jobs.call_text(run, width=80) if run.is_job else ''
+    arguments_line.short_description = 'call'
+
+    def outcome_line(self, run):
+        """What a job returned, or the last line of the error."""
+        if run.is_job and run.return_value:
+            return admin_jobs.shortened('returned %s' % admin_jobs.returned_text(run), 120)
         lines = run.error.strip().splitlines()
         return lines[-1][:120] if lines else ''
-    error_line.short_description = 'error'
+    outcome_line.short_description = 'result or error'
 
     def error_text(self, run):
         return format_html('<pre class="sisy-error">{}</pre>', run.error) if run.error else '-'
     error_text.short_description = 'error'
+
+    # -- a hand-off job's page ---------------------------------------------------------
+
+    def job_link(self, run):
+        attempts = TaskRun.objects.exclude(function='').filter(
+            Q(pk=run.job_id, first_attempt=None) | Q(first_attempt=run.job_id)).count()
+        return format_html('<a href="{}">job {}</a>, {} attempt(s) so far',
+                           admin_jobs.job_url(run.job_id), run.job_id, attempts)
+    job_link.short_description = 'job'
+
+    def function_path(self, run):
+        return run.function.replace(':', '.')
+    function_path.short_description = 'function'
+
+    def arguments_text(self, run):
+        return format_html('<pre class="sisy-call">{}</pre>', admin_jobs.call_text(run))
+    arguments_text.short_description = 'call'
+
+    def options_text(self, run):
+        return admin_jobs.options_text(run)
+    options_text.short_description = 'options'
+
+    def result_text(self, run):
+        if not run.return_value:
+            return '-'
+        return format_html('<pre class="sisy-result">{}</pre>',
+                           admin_jobs.returned_text(run, width=80))
+    result_text.short_description = 'returned'

@@ -247,3 +247,28 @@ def _check_signature(function, path, skip_self=False):
     if names != ['message'] or parameters[0].kind not in (
             inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.POSITIONAL_ONLY):
         raise ValueError('%r takes (%s); %s.' % (path, ', '.join(names), SIGNATURE_HELP))
+
+
+# -- hand-off jobs (sisy.tasks): a function kept as 'module:qualname' ----------------
+
+
+def job_path(function):
+    """The 'module:qualname' a worker imports a hand-off job's function by.
+
+    Raises ValueError, as for tasks, for what a worker cannot import again
+    (lambdas, nested functions, functions of a shell or script).
+    """
+    module_name = getattr(function, '__module__', None)
+    qualname = getattr(function, '__qualname__', None)
+    if not qualname or '<' in qualname:
+        raise ValueError('%r cannot be imported by a worker (lambdas and functions defined '
+                         'inside other functions have no importable path); define it at '
+                         'module level.' % (function,))
+    _check_importable(function, module_name, qualname)
+    return '%s:%s' % (module_name, qualname)
+
+
+def load_job(path):
+    """What a job's 'module:qualname' names now; CallableNotFound if it is gone."""
+    module_name, _, qualname = path.partition(':')
+    return _import_path(module_name, qualname)[1]

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import checks
 
 from sisy.conf import setting
-from sisy.validation import MAX_SECONDS
+from sisy.validation import DEFAULT_QUEUE, MAX_SECONDS, QUEUE_NAME
 from sisy.schedule import InvalidSchedule, Schedule
 
 CHANNEL_SETTINGS = (
@@ -89,7 +89,21 @@ def check_settings(app_configs=None, **kwargs):
             'SISY_ALWAYS_EAGER=%r is not True or False.' % (eager,),
             hint='Set it to True in test settings to run one-off tasks at once in the '
                  'calling process, or leave it out (False).', id='sisy.E009'))
-    return errors + _check_metrics_settings()
+    return errors + _check_metrics_settings() + _check_queues()
+
+
+def _check_queues():
+    queues = setting('SISY_QUEUES')
+    names = list(queues) if isinstance(queues, (list, tuple)) else None
+    if names is None or DEFAULT_QUEUE not in names or not all(
+            isinstance(name, str) and QUEUE_NAME.match(name) for name in names):
+        return [checks.Error(
+            'SISY_QUEUES=%r is not a list of queue names that includes %r.'
+            % (queues, DEFAULT_QUEUE),
+            hint="List the queues runs may wait in, 'default' first, e.g. ['default', "
+                 "'emails']; a name has 1 to 50 letters, digits, '_' or '-'.",
+            id='sisy.E011')]
+    return []
 
 
 def _check_metrics_settings():
@@ -146,8 +160,7 @@ def _check_routing(routing):
                              % (routing, error), hint=INCLUDE_HINT, id='sisy.E002')]
     from sisy import consumers
     errors = []
-    for name, consumer_name in CHANNEL_SETTINGS:
-        channel = setting(name)
+    for name, consumer_name, channel in _routed_channels():
         if not isinstance(channel, str) or not CHANNEL_NAME.match(channel):
             continue  # reported by check_settings
         expected = getattr(consumers, consumer_name)
@@ -165,6 +178,18 @@ def _check_routing(routing):
                 hint='Route it to Sisy, or give %s a name no other route uses.' % name,
                 id='sisy.E001'))
     return errors
+
+
+def _routed_channels():
+    """(setting, consumer, channel) of every channel Sisy needs routed: one run channel per queue."""
+    from sisy.doorbells import channel_for
+    channels = [(name, consumer, setting(name)) for name, consumer in CHANNEL_SETTINGS]
+    queues = setting('SISY_QUEUES')
+    if isinstance(queues, (list, tuple)) and isinstance(setting('SISY_RUN_TASK_CHANNEL'), str):
+        channels += [('SISY_QUEUES (queue %r)' % queue, 'run_task', channel_for(queue))
+                     for queue in queues if isinstance(queue, str) and queue != DEFAULT_QUEUE
+                     and QUEUE_NAME.match(queue)]
+    return channels
 
 
 class _Probe(dict):

@@ -6,6 +6,8 @@ DEFAULTS = {
     'SISY_HEARTBEAT_CHANNEL': 'sisy.heartbeat',
     'SISY_RUN_TASK_CHANNEL': 'sisy.run_task',
     'SISY_KILL_TASK_CHANNEL': 'sisy.kill_task',
+    # The queues runs may wait in; sisy.routing gives each its own run channel.
+    'SISY_QUEUES': ('default',),
     'SISY_HEARTBEAT_FREQUENCY': 60,
     'SISY_DEFAULT_SCHEDULE': '* * * * *',
     # Run records older than this many days are deleted; None keeps them all.

@@ -50,14 +50,39 @@ def process_tick(when, now=None):
 
 
 def run_now(tasks, now):
-    """Make the enabled, unfinished ones of `tasks` (a Task queryset) due at `now`.
+    """Make the enabled, unfinished ones of `tasks` (a Task queryset) due at `now`, and claim them.
 
-    The next tick claims them as usual, so a run started this way is still
-    exactly-once and counts as an iteration. Returns how many are now due.
+    Claimed as a tick claims (so still exactly once, and an iteration), in
+    one transaction with the change, and rung for when it commits. One whose
+    previous run is still going (and may not overlap) stays due: the first
+    tick after that run ends claims it. Returns how many are now due.
     """
-    runnable = tasks.filter(enabled=True, next_run__isnull=False)
-    runnable.filter(next_run__gt=now).update(next_run=now)
-    return runnable.count()
+    with transaction.atomic():
+        runnable = tasks.filter(enabled=True, next_run__isnull=False)
+        runnable.filter(next_run__gt=now).update(next_run=now)
+        claim_now(runnable.values_list('pk', flat=True), now)
+        return runnable.count()
+
+
+def claim_now(task_ids, now):
+    """Claim those of `task_ids` that are due by `now` at once; ring for them on commit.
+
+    What makes run_once and "Run now" immediate: no waiting for a tick. Part
+    of the caller's transaction if there is one, so nothing is claimed or
+    rung if it rolls back. Returns the new runs' ids.
+    """
+    due = Task.objects.due(now).filter(pk__in=list(task_ids)).only(*lifecycle.CLAIM_COLUMNS)
+    with transaction.atomic(savepoint=False):
+        return lifecycle.claim(list(due.order_by('next_run', 'pk')), now, ring=True)
+
+
+def on_task_due_now(sender, task, **ignored):
+    """Receiver of signals.task_due_now (connected in apps.ready): claim it at once.
+
+    With SISY_ALWAYS_EAGER, sisy.testing runs it in this process instead.
+    """
+    if not setting('SISY_ALWAYS_EAGER'):
+        claim_now([task.pk], timezone.now())
 
 
 def next_tick_time(now):

@@ -1,38 +1,103 @@
 """Doorbells: run messages that wake workers to take waiting runs from the table.
 
-A message names one of the oldest due pending runs, but it only wakes a
-worker: the worker takes that run or, if it is gone, the next one waiting. So a
-lost or duplicate message costs nothing, and runs wait in the table, never in
-the channel, which may be full.
+A message names one of the due pending runs, but it only wakes a worker: the
+worker takes that run or, if it is gone, the next one waiting in the same
+queue. So a lost or duplicate message costs nothing, and runs wait in the
+table, never in the channel, which may be full.
+
+Each queue has a run channel of its own (`channel_for`), so a worker started
+with ``runworker --only-channels=<that channel>`` serves that queue alone.
 """
 
+import logging
+
 from channels import Channel
+from django.db import transaction
 from django.db.models import Q
 
 from sisy.conf import setting
+from sisy.errors import first_line
 from sisy.models import TaskRun
+from sisy.validation import DEFAULT_QUEUE
 
-# Doorbells rung per tick: each wakes a worker, which then takes waiting runs
-# from the table until none is left or DRAIN_SECONDS pass (and rings again).
+log = logging.getLogger('sisy.doorbells')
+
+# Doorbells rung per tick and queue: each wakes a worker, which then takes waiting
+# runs from the table until none is left or DRAIN_SECONDS pass (and rings again).
 PER_TICK = 10
 
 
-def ring(now, count):
-    """Send up to `count` run messages naming the oldest due pending runs; return how many.
+def channel_for(queue):
+    """The run channel of `queue`: SISY_RUN_TASK_CHANNEL for the default, else a suffix of it."""
+    base = setting('SISY_RUN_TASK_CHANNEL')
+    return base if queue == DEFAULT_QUEUE else '%s.%s' % (base, queue)
 
-    A message only wakes a worker: the worker takes that run or, if it is
-    gone, the next one waiting, so a lost or duplicate message costs nothing.
-    Stops quietly when the channel is full: the workers have messages enough.
+
+def queue_of(channel_name):
+    """The queue whose runs a message on `channel_name` is about (None: any queue)."""
+    for queue in setting('SISY_QUEUES'):
+        if channel_for(queue) == channel_name:
+            return queue
+    return None
+
+
+def ring(now, count, queue=None):
+    """Send up to `count` run messages per queue for its first due pending runs; return how many.
+
+    Only `queue` if given, else every queue of SISY_QUEUES (one query when
+    there is just the default). Stops quietly when a channel is full: its
+    workers have messages enough.
     """
-    waiting = (TaskRun.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
-                                      status=TaskRun.PENDING)
-               .order_by('pk').values_list('pk', flat=True)[:count])
-    channel = Channel(setting('SISY_RUN_TASK_CHANNEL'))
+    queues = [queue] if queue is not None else list(setting('SISY_QUEUES'))
+    waiting = TaskRun.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
+                                     status=TaskRun.PENDING)
+    if queues != [DEFAULT_QUEUE] or queue is not None:
+        waiting = waiting.filter(queue_name__in=queues)
     rung = 0
-    for run_id in waiting:
+    for name in queues:
+        runs = waiting if len(queues) == 1 else waiting.filter(queue_name=name)
+        ids = runs.order_by('-priority', 'pk').values_list('pk', flat=True)[:count]
+        rung += _send([(run_id, name) for run_id in ids])
+    return rung
+
+
+def ring_for(runs):
+    """Send a message naming each of `runs` ((run id, queue) pairs); return how many went."""
+    return _send(runs)
+
+
+def ring_on_commit(runs):
+    """Ring for `runs` once the current transaction commits (at once outside one).
+
+    Nothing is rung if it rolls back. A failure to ring is logged, never
+    raised into the caller's code: the runs wait in the table for the next
+    tick's doorbells.
+    """
+    runs = list(runs)
+    if runs:
+        transaction.on_commit(lambda: _ring_safely(runs))
+
+
+def _ring_safely(runs):
+    try:
+        _send(runs)
+    except Exception as error:  # the layer is away: the next tick rings for them
+        log.warning('Could not ring for runs %s (%s); the next tick will',
+                    [run_id for run_id, _ in runs], first_line(error))
+
+
+def _send(runs):
+    rung, channels = 0, {}
+    for run_id, queue in runs:
+        if queue not in channels:
+            channels[queue] = Channel(channel_for(queue))
+        channel = channels[queue]
+        if channel is None:
+            continue
         try:
             channel.send({'run_id': run_id}, immediately=True)
         except channel.channel_layer.ChannelFull:
-            break
+            channels[queue] = None  # its workers have messages enough
+            continue
         rung += 1
     return rung

@@ -8,6 +8,7 @@ banner, and :mod:`sisy.metrics` reads the same numbers for Prometheus.
 
 import contextlib
 import datetime as dt
+import json
 
 from django.db import connection, transaction
 from django.db.models import (Case, F, Func, IntegerField, Max, Min, OuterRef, Q, Subquery,
@@ -15,8 +16,10 @@ from django.db.models import (Case, F, Func, IntegerField, Max, Min, OuterRef, Q
 from django.db.models.functions import Coalesce
 
 from sisy.conf import setting
+from sisy.doorbells import channel_for
 from sisy.models import Task, TaskRun, TickRecord
 from sisy.runner import GRACE_SECONDS
+from sisy.validation import DEFAULT_QUEUE
 
 CHECKS = ('tick', 'waiting', 'timeout', 'failures', 'disabled')
 TICK_PERIODS = 3  # no tick for this many heartbeat periods is a problem
@@ -40,6 +43,11 @@ def _count(number, thing):
     return '%d %s%s' % (number, thing, '' if number == 1 else 's')
 
 
+def _of_them(jobs):
+    """'1 of them a hand-off job', '3 of them hand-off jobs'."""
+    return '%d of them %s' % (jobs, 'a hand-off job' if jobs == 1 else 'hand-off jobs')
+
+
 def default_max_wait():
     """How long a run may wait for a worker: two heartbeat periods, at least 60 seconds.
 
@@ -58,27 +66,68 @@ def last_tick():
 
 
 def queue(now, max_wait=None):
-    """The pending runs, in one query, as a dict.
+    """The pending runs, in one query, as a dict of totals with a dict per queue.
 
     ``due``: runs a worker may take now; ``delayed``: further attempts waiting for
-    their retry delay; ``oldest``: since when the longest-waiting due run has been
-    waiting (its claim, or the end of its retry delay), or None; ``late``: due runs
+    their retry delay; ``later``: hand-off jobs waiting for their run_after time;
+    ``oldest``: since when the longest-waiting due run has been waiting (its
+    claim or enqueueing, or the end of its delay), or None; ``late``: due runs
     waiting longer than `max_wait` seconds (None when `max_wait` is None).
+    ``jobs``, ``jobs_delayed``, ``oldest_job`` and ``late_jobs`` are the same for
+    hand-off jobs alone. ``queues`` maps each queue with pending runs to these
+    figures for its runs alone.
     """
     due = Q(not_before__isnull=True) | Q(not_before__lte=now)
+    job = ~Q(function='')
+    since = Coalesce('not_before', 'created_at')
     figures = {
         'due': count_where(due),
-        'delayed': count_where(~due),
-        'oldest': Min(Case(When(due, then=Coalesce('not_before', 'created_at')))),
+        # Only a hand-off job's first attempt can wait for a time of its own (run_after).
+        'delayed': count_where(~due & Q(attempt__gt=1)),
+        'later': count_where(~due & Q(attempt=1)),
+        'oldest': Min(Case(When(due, then=since))),
+        'jobs': count_where(due & job),
+        'jobs_delayed': count_where(~due & job & Q(attempt__gt=1)),
+        'oldest_job': Min(Case(When(due & job, then=since))),
     }
     if max_wait is not None:
         cutoff = now - dt.timedelta(seconds=max_wait)
-        figures['late'] = count_where(Q(not_before__isnull=True, created_at__lt=cutoff) |
-                                      Q(not_before__lt=cutoff))
-    result = TaskRun.objects.filter(status=TaskRun.PENDING).aggregate(**figures)
-    for name in ('due', 'delayed', 'late'):
-        result[name] = (result.get(name) or 0) if name in figures else None
+        late = Q(not_before__isnull=True, created_at__lt=cutoff) | Q(not_before__lt=cutoff)
+        figures['late'] = count_where(late)
+        figures['late_jobs'] = count_where(late & job)
+    rows = (TaskRun.objects.filter(status=TaskRun.PENDING).order_by().values('queue_name')
+            .annotate(**figures))
+    queues = {}
+    for row in rows:
+        name = row.pop('queue_name')
+        queues[name] = {key: (row.get(key) or 0) if key in figures else None
+                        for key in COUNTS}
+        queues[name].update(oldest=row['oldest'], oldest_job=row['oldest_job'])
+    result = {key: (sum(row[key] for row in queues.values()) if key in figures else None)
+              for key in COUNTS}
+    for key in ('oldest', 'oldest_job'):
+        times = [row[key] for row in queues.values() if row[key] is not None]
+        result[key] = min(times) if times else None
+    result['queues'] = queues
     return result
+
+
+COUNTS = ('due', 'delayed', 'later', 'late', 'jobs', 'jobs_delayed', 'late_jobs')
+EMPTY_QUEUE = dict(dict.fromkeys(COUNTS, 0), oldest=None, oldest_job=None)  # no run pending
+
+
+def listed_queues():
+    """The queues of SISY_QUEUES (the default alone if the setting is unusable: sisy.E011)."""
+    listed = setting('SISY_QUEUES')
+    if not isinstance(listed, (list, tuple)):
+        return [DEFAULT_QUEUE]
+    return [name for name in listed if isinstance(name, str)]
+
+
+def queue_names(found=()):
+    """SISY_QUEUES in their order, then any other of the queues `found`, sorted."""
+    listed = listed_queues()
+    return listed + sorted(set(found) - set(listed))
 
 
 def count_where(condition):
@@ -143,26 +192,53 @@ def tick_problems(now, periods=TICK_PERIODS, last=UNREAD):
 
 
 def waiting_problems(now, max_wait=None, figures=None):
-    """Runs waiting longer than `max_wait` seconds for a worker (`figures`: a queue())."""
+    """Runs waiting longer than `max_wait` seconds for a worker, one line per queue.
+
+    Each line names its queue, says how many of its late runs are hand-off jobs,
+    and for a queue other than the default names the channel its workers serve
+    (`figures`: a queue() read with `max_wait`).
+    """
     max_wait = default_max_wait() if max_wait is None else max_wait
     figures = queue(now, max_wait) if figures is None else figures
-    if not figures['late']:
-        return []
-    return ['%s waiting longer than %s (oldest %s)'
-            % (_count(figures['late'], 'run'), seconds(max_wait),
-               measured((now - figures['oldest']).total_seconds()))]
+    problems = []
+    for name in queue_names(figures['queues']):
+        row = figures['queues'].get(name)
+        if row and row['late']:
+            problems.append(_late_line(name, row, now, max_wait))
+    return problems
+
+
+def _late_line(name, row, now, max_wait):
+    late, jobs = row['late'], row['late_jobs']
+    oldest = measured((now - row['oldest']).total_seconds())
+    line = '%s waiting longer than %s in queue %r (oldest %s)' % (
+        _count(late, 'hand-off job' if jobs == late else 'run'), seconds(max_wait), name, oldest)
+    if jobs and jobs < late:
+        line += ', %s (oldest %s)' % (_of_them(jobs),
+                                      measured((now - row['oldest_job']).total_seconds()))
+    if name not in listed_queues():
+        line += ': no worker takes its runs, as it is not one of SISY_QUEUES'
+    elif name != DEFAULT_QUEUE:
+        line += ': does a worker serve its channel %s?' % channel_for(name)
+    return line
 
 
 def timeout_problems(now):
-    """Runs still running past their task's timeout and the grace to give way.
+    """Runs still running past their timeout (a task's, or a hand-off job's own) and the grace.
 
     Running runs are few (at most one per worker thread), so they are read and
     compared here rather than in SQL.
     """
-    running = (TaskRun.objects.filter(status=TaskRun.RUNNING, task__timeout__isnull=False)
-               .order_by('pk').values_list('pk', 'task_label', 'started_at', 'task__timeout'))
+    running = (TaskRun.objects.filter(status=TaskRun.RUNNING)
+               .filter(Q(task__timeout__isnull=False) | ~Q(function=''))
+               .order_by('pk').values_list('pk', 'task_label', 'started_at', 'task__timeout',
+                                           'function', 'options'))
     problems = []
-    for run_id, label, started, timeout in running:
+    for run_id, label, started, timeout, function, options in running:
+        if function:
+            timeout = json.loads(options or '{}').get('timeout')
+            if timeout is None:
+                continue
         took = (now - started).total_seconds() if started else 0
         if took > timeout + GRACE_SECONDS:
             problems.append("run %s of '%s' is past its timeout of %s (running %s)"
@@ -223,7 +299,10 @@ def problems(now, checks=CHECKS, tick_periods=TICK_PERIODS, max_wait=None,
 
 
 def summary(now, last=UNREAD, figures=None):
-    """'last tick 4 s ago; 0 waiting', from a last_tick() and a queue() already read."""
+    """'last tick 4 s ago; 0 waiting', from a last_tick() and a queue() already read.
+
+    Hand-off jobs are counted among the runs waiting, and said apart when there are some.
+    """
     last = last_tick() if last is UNREAD else last
     figures = queue(now) if figures is None else figures
     tick = ('no tick processed yet' if last is None
@@ -231,8 +310,13 @@ def summary(now, last=UNREAD, figures=None):
     waiting = '%d waiting' % figures['due']
     if figures['oldest'] is not None:
         waiting += ' (oldest %s)' % measured((now - figures['oldest']).total_seconds())
+    if figures['jobs']:
+        waiting += ', %s (oldest %s)' % (
+            _of_them(figures['jobs']), measured((now - figures['oldest_job']).total_seconds()))
     if figures['delayed']:
         waiting += ', %d waiting to retry' % figures['delayed']
+    if figures['later']:
+        waiting += ', %s due later (run_after)' % _count(figures['later'], 'hand-off job')
     return '%s; %s' % (tick, waiting)
 
 

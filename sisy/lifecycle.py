@@ -4,13 +4,16 @@
 
               claim                take                  finish
     (slot) ---------> pending ---------> running ------------------> ok | error | timeout
+    (call) ---------^
                         ^                 |  |                         | stopped | skipped
                         |    give_back    |  |    lose_expired
                         +-----------------+  +----------------------> lost
 
     error | timeout | lost --(retries left: _follow_up)--> a new pending run, next attempt
 
-- claim: a tick moves a due task past its slot and writes a pending run.
+- claim: a tick moves a due task past its slot and writes a pending run; a
+  task due at once (run_once) is claimed the same way in its creator's write.
+- add_job: a hand-off job (sisy.tasks) is written as a pending run directly.
 - take: a worker switches pending runs to running under a lease it renews.
 - give_back: a worker returns runs it took but has not started (it is busy).
 - finish: the worker records how the run ended; *skipped* means it found the
@@ -22,11 +25,13 @@ run is in, so a worker that no longer holds a run cannot overwrite what
 another process recorded. What belongs together commits together (a claim
 with its ledger entries, a finish with what follows it), so a process dying
 halfway leaves a state that the next tick repairs. The statements themselves
-are in sisy.storage.
+are in sisy.storage. A run due at once gets a doorbell when its transaction
+commits (sisy.doorbells), so a worker starts it without waiting for a tick.
 """
 
 import collections
 import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -34,7 +39,7 @@ import socket
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sisy import ledger, retries, signals, storage
+from sisy import doorbells, ledger, retries, signals, storage
 from sisy.errors import first_line, is_outage, storable_text
 from sisy.models import Task, TaskRun
 from sisy.schedule import InvalidSchedule
@@ -47,15 +52,17 @@ HOST = socket.gethostname()
 # -- the tick's side ---------------------------------------------------------------
 
 CLAIM_COLUMNS = ('pk', 'label', 'schedule', 'next_run', 'iterations', 'end_running',
-                 'allow_overlap')
+                 'allow_overlap', 'priority', 'queue_name')
 
 
-def claim(tasks, when):
+def claim(tasks, when, ring=False):
     """Move each of `tasks` past the slot it is due for, where nobody else has.
 
-    Returns the new pending runs' ids. One transaction for the batch: the
-    conditional UPDATE on next_run decides which of any number of dispatchers
-    wins each slot. `tasks` need the columns in CLAIM_COLUMNS.
+    Returns the new pending runs' ids. One transaction for the batch (or the
+    caller's): the conditional UPDATE on next_run decides which of any number
+    of dispatchers wins each slot. With `ring`, a doorbell for each new run
+    goes out when that transaction commits. `tasks` need the columns in
+    CLAIM_COLUMNS.
     """
     claims, known = [], {}
     for task in tasks:
@@ -70,7 +77,7 @@ def claim(tasks, when):
         claims.append(storage.Claim(
             task.pk, task.label, task.next_run, following,
             when if following is None else None,  # its last slot: keep iterations
-            following is not None and task.iterations > 1))
+            following is not None and task.iterations > 1, task.priority, task.queue_name))
     if not claims:
         return []
     with transaction.atomic(savepoint=False):
@@ -78,7 +85,28 @@ def claim(tasks, when):
         claimed = {task_id for _, task_id in made}
         won = [task for task in tasks if task.pk in claimed]
         ledger.note_claims(won, when, {task_id: run_id for run_id, task_id in made})
+        if ring:
+            queues = {task.pk: task.queue_name for task in won}
+            doorbells.ring_on_commit((run_id, queues[task_id]) for run_id, task_id in made)
     return [run_id for run_id, _ in made]
+
+
+def add_job(function, label, arguments, options, priority, queue_name, not_before=None,
+            now=None):
+    """Write a hand-off job as a pending run; return it. One INSERT, no commit of its own.
+
+    Due now (no `not_before`), it gets a doorbell when the caller's
+    transaction commits (at once outside one); nothing if that rolls back.
+    Later, the first tick at or after `not_before` rings for it.
+    """
+    now = now or timezone.now()
+    run = TaskRun.objects.create(
+        task_label=label, function=function, arguments=json.dumps(arguments),
+        options=json.dumps(options, sort_keys=True), priority=priority, queue_name=queue_name,
+        scheduled_for=not_before or now, not_before=not_before)
+    if not_before is None:
+        doorbells.ring_on_commit([(run.pk, queue_name)])
+    return run
 
 
 def _finish_unrun(task, when):
@@ -161,21 +189,26 @@ def repair_stuck_tasks():
 # -- the worker's side ---------------------------------------------------------------
 
 
-Ending = collections.namedtuple('Ending', 'run status error started_at finished_at userdata')
-Ending.__new__.__defaults__ = (None,)
-Ending.__doc__ = """How a run ended, as its worker saw it (userdata: JSON text or None)."""
+Ending = collections.namedtuple(
+    'Ending', 'run status error started_at finished_at userdata return_value')
+Ending.__new__.__defaults__ = (None, '')
+Ending.__doc__ = """How a run ended, as its worker saw it.
+
+userdata: JSON text or None (unchanged); return_value: a hand-off job's, as JSON text ('' none).
+"""
 
 
-def take(now, lease, limit=1, run_id=None):
-    """Switch up to `limit` pending runs to running for this worker; return them, oldest first.
+def take(now, lease, limit=1, run_id=None, queue=None):
+    """Switch up to `limit` pending runs to running for this worker; return them in order.
 
-    Takes run `run_id` if given (and still pending, due or not: the tick that
-    named it found it due), else the oldest due ones. Each returned run has
-    its task loaded (None if the task was deleted). `now` is this worker's
-    time (started_at, not_before); each lease lasts `lease` (a timedelta) by
-    the clock that judges it (storage.database_clock()).
+    Takes run `run_id` if given (and still pending, due or not: whoever named
+    it found it due), else the first due ones in line (highest priority, then
+    oldest), of `queue` only if given. Each returned run has its task loaded
+    (None if the task was deleted, and for hand-off jobs). `now` is this
+    worker's time (started_at, not_before); each lease lasts `lease` (a
+    timedelta) by the clock that judges it (storage.database_clock()).
     """
-    return storage.backend().take(now, lease, HOST, os.getpid(), limit, run_id)
+    return storage.backend().take(now, lease, HOST, os.getpid(), limit, run_id, queue)
 
 
 def renew(run_ids, lease, now=None):
@@ -262,7 +295,8 @@ def _record_without_follow_up(ending, now, failure):
 def _record_endings(endings, now, follow_up=True):
     """Write the endings (and, with `follow_up`, what follows them) in one transaction."""
     finishes = [storage.Finish(ending.run.pk, ending.status, ending.error, ending.started_at,
-                               ending.finished_at, _seconds(ending)) for ending in endings]
+                               ending.finished_at, _seconds(ending), ending.return_value or '')
+                for ending in endings]
     with transaction.atomic():  # a savepoint only inside a caller's transaction
         ours = storage.backend().finish(finishes)
         if follow_up:
@@ -272,6 +306,7 @@ def _record_endings(endings, now, follow_up=True):
         if run.pk in ours:
             run.status, run.error, run.started_at = finish.status, finish.error, finish.started_at
             run.finished_at, run.duration = finish.finished_at, finish.duration
+            run.return_value = finish.return_value
             run.lease_until = None
             run._ours = True  # what finish retried after an outage reports again
         else:
@@ -327,7 +362,7 @@ def _follow_up(endings, now):
     for ending in endings:
         run = ending.run
         task = run.task if run.task_id is not None else None
-        if task is None:
+        if task is None and not run.is_job:
             continue
         attempted = ending.status in TaskRun.ATTEMPTED
         delay = retries.retry_delay(task, run, ending.status)
@@ -338,8 +373,14 @@ def _follow_up(endings, now):
                          run.pk, run.task_label, ending.status)
                 continue
             log.info('Run %s of %r ended %s; attempt %d follows in %s s (run %s)', run.pk,
-                     task.label, ending.status, attempt.attempt, delay, attempt.pk)
+                     run.task_label, ending.status, attempt.attempt, delay, attempt.pk)
+            if not delay:
+                doorbells.ring_on_commit([(attempt.pk, attempt.queue_name)])
+            if task is None:
+                continue
             finished.discard(task.pk)
+        elif task is None:
+            continue
         elif attempted and task.finished_at is not None:
             finished.add(task.pk)
             labels[task.pk] = task.label

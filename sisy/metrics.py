@@ -76,17 +76,37 @@ def task_states():
 
 
 def queue_metrics(now):
+    """The pending runs, and the hand-off jobs among them per queue, from one query."""
     figures = health.queue(now)
-    family = _gauge('sisy_pending_runs', 'Runs claimed and not yet taken by a worker, by what '
-                                         'they wait for.', labels=['waiting_for'])
+    family = _gauge('sisy_pending_runs', 'Runs claimed or enqueued and not yet taken by a '
+                                         'worker, by what they wait for.',
+                    labels=['waiting_for'])
     family.add_metric(['worker'], figures['due'])
     family.add_metric(['retry_delay'], figures['delayed'])
+    family.add_metric(['run_after'], figures['later'])
     yield family
-    oldest = figures['oldest']
     yield _gauge('sisy_oldest_pending_run_age_seconds',
                  'How long the longest-waiting run that a worker may take has waited '
-                 '(0 when none waits).',
-                 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
+                 '(0 when none waits).', _age(now, figures['oldest']))
+    jobs = _gauge('sisy_pending_jobs', 'Hand-off jobs (sisy.tasks) not yet taken by a worker, '
+                                       'by queue and what they wait for.',
+                  labels=['queue', 'waiting_for'])
+    ages = _gauge('sisy_oldest_pending_job_age_seconds',
+                  'Per queue: how long the longest-waiting hand-off job that a worker may take '
+                  'has waited (0 when none waits).', labels=['queue'])
+    # Every queue of SISY_QUEUES has its series, so an alert on one never finds it absent.
+    for name in health.queue_names(figures['queues']):
+        row = figures['queues'].get(name) or health.EMPTY_QUEUE
+        jobs.add_metric([name, 'worker'], row['jobs'])
+        jobs.add_metric([name, 'retry_delay'], row['jobs_delayed'])
+        jobs.add_metric([name, 'run_after'], row['later'])
+        ages.add_metric([name], _age(now, row['oldest_job']))
+    yield jobs
+    yield ages
+
+
+def _age(now, since):
+    return 0.0 if since is None else max(0.0, (now - since).total_seconds())
 
 
 def tick_metrics(now):

@@ -15,14 +15,14 @@ from sisy.conf import setting
 from sisy.schedule import InvalidSchedule, Schedule
 from sisy.tracking import LoadedFields
 from sisy.validation import (  # noqa: F401 (the limits, and the validator migrations name)
-    MAX_ITERATIONS, MAX_RETRIES, MAX_SECONDS, check_delay_until, encode_userdata, task_problems,
-    validate_schedule_field, validate_task)
+    DEFAULT_QUEUE, MAX_ITERATIONS, MAX_PRIORITY, MAX_RETRIES, MAX_SECONDS, MIN_PRIORITY,
+    check_delay_until, encode_userdata, task_problems, validate_schedule_field, validate_task)
 
 log = logging.getLogger('sisy.models')
 
 PUBLIC_FIELDS = ('label', 'schedule', 'enabled', 'start_running', 'end_running',
                  'wait_for_schedule', 'iterations', 'allow_overlap', 'timeout', 'retries',
-                 'retry_delay')
+                 'retry_delay', 'priority', 'queue_name')
 # A change to any of these means the next run has to be worked out again.
 TIMING_FIELDS = ('schedule', 'start_running', 'end_running', 'wait_for_schedule', 'enabled')
 
@@ -105,6 +105,13 @@ class Task(LoadedFields, models.Model):
                              'or lost (its worker died) gets. (Example: 3.)')
     retry_delay = models.FloatField(
         default=60, help_text='Seconds to wait before each further attempt. (Example: 60.)')
+    priority = models.SmallIntegerField(
+        default=0, help_text='%d to %d: among runs waiting for a worker, higher ones start '
+                             'first.' % (MIN_PRIORITY, MAX_PRIORITY))
+    queue_name = models.CharField(
+        max_length=100, default=DEFAULT_QUEUE,
+        help_text='The queue its runs wait in (one of SISY_QUEUES); workers can be dedicated '
+                  'to a queue.')
 
     created_at = models.DateTimeField(auto_now_add=True)
     modified_at = models.DateTimeField(auto_now=True)
@@ -425,6 +432,20 @@ class TaskRun(models.Model):
 
     task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name='runs')
     task_label = models.CharField(max_length=255)
+    # A hand-off job (sisy.tasks) is a run with no task: what to call is kept on the run.
+    function = models.CharField(
+        max_length=255, blank=True,
+        help_text="A hand-off job's function (module:name); blank for a task's run.")
+    arguments = models.TextField(blank=True, help_text='A hand-off job\'s arguments (JSON).')
+    options = models.TextField(
+        blank=True, help_text="A hand-off job's timeout, retries, retry delay and context "
+                              "(JSON).")
+    return_value = models.TextField(blank=True, help_text='What the function returned (JSON).')
+    first_attempt = models.IntegerField(
+        null=True, blank=True, db_index=True,
+        help_text="A hand-off job's later attempt: the id of its first (the job's id).")
+    priority = models.SmallIntegerField(default=0)
+    queue_name = models.CharField(max_length=100, default=DEFAULT_QUEUE)
     scheduled_for = models.DateTimeField()
     attempt = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=PENDING)
@@ -443,8 +464,9 @@ class TaskRun(models.Model):
     class Meta:
         ordering = ('-scheduled_for', '-pk')
         indexes = [
-            # The queue: the oldest pending run first.
-            models.Index(fields=['status', 'id'], name='sisy_run_waiting'),
+            # The queues: per queue, the highest priority first, then the oldest.
+            models.Index(fields=['status', 'queue_name', '-priority', 'id'],
+                         name='sisy_run_waiting'),
             models.Index(fields=['status', 'lease_until'], name='sisy_run_lease'),
             models.Index(fields=['task', 'status'], name='sisy_run_task'),
             # The run that held a late slot back: the newest ends of one task's runs.
@@ -453,6 +475,21 @@ class TaskRun(models.Model):
 
     def __str__(self):
         return '%s at %s: %s' % (self.task_label, self.scheduled_for, self.status)
+
+    @property
+    def is_job(self):
+        """Whether this is a hand-off job's run (sisy.tasks), not a task's."""
+        return bool(self.function)
+
+    @property
+    def job_id(self):
+        """A hand-off job's id: that of its first attempt."""
+        return self.first_attempt or self.pk
+
+    @property
+    def job_options(self):
+        """A hand-off job's options as a dict (timeout, retries, retry_delay, takes_context)."""
+        return json.loads(self.options) if self.options else {}
 
 
 def task_with_callable(the_callable, label=None, schedule=None, userdata=None,

@@ -22,6 +22,7 @@ import collections
 import contextlib
 import ctypes
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -33,12 +34,14 @@ from channels.message import Message
 from django.db import Error, connection
 from django.utils import timezone
 
-from sisy import doorbells, lifecycle, signals
-from sisy.callables import CallableNotFound, load_callable
+from sisy import doorbells, lifecycle, results, signals
+from sisy.callables import CallableNotFound, load_callable, load_job
 from sisy.conf import setting
 from sisy.errors import first_line, is_outage
 from sisy.lifecycle import Ending
 from sisy.models import TaskRun, encode_userdata
+from sisy.results import TaskContext, TaskResult
+from sisy.validation import json_problem
 
 log = logging.getLogger('sisy.runner')
 
@@ -88,12 +91,15 @@ def execute_run(run_id, message):
     """Run the pending run `run_id`, then more pending runs, for up to DRAIN_SECONDS.
 
     The run message is a doorbell: if `run_id` was taken already (a duplicate
-    message), the oldest waiting run is taken instead. Returns the outcomes of
-    the runs executed, in order (empty when there was nothing to run).
+    message), the first run waiting in the same queue is taken instead; more
+    runs are taken from that queue only (the one whose channel the message
+    came on). Returns the outcomes of the runs executed, in order (empty when
+    there was nothing to run).
     """
     outcomes = []
     stop_at = time.monotonic() + DRAIN_SECONDS
-    with ShutdownSignals(), RunBatch(lease_length(), message) as batch:
+    queue = doorbells.queue_of(getattr(getattr(message, 'channel', None), 'name', None))
+    with ShutdownSignals(), RunBatch(lease_length(), message, queue) as batch:
         batch.take(run_id) or batch.take()
         while True:
             run = batch.next_run()
@@ -147,6 +153,8 @@ class ShutdownSignals:
 def _execute(run, batch):
     """Execute one run this worker has taken; note its ending in `batch`; return its outcome."""
     checkpoint('taken', run)
+    if run.is_job:
+        return _execute_job(run, batch)
     task = run.task
     if task is None or not task.enabled:
         batch.record(Ending(run, TaskRun.SKIPPED, 'The task was %s before the run started.'
@@ -174,23 +182,9 @@ def _execute(run, batch):
     log.info('Running %r (run %s, attempt %d, scheduled for %s)', task.label, run.pk,
              run.attempt, run.scheduled_for.isoformat())
     stored_data = task._extra_data
-    outcome, error = TaskRun.OK, ''
     signals.run_started.send_safely(TaskRun, task=task, run=run)
-    with batch.watch(run, task.timeout) as watch:
-        try:
-            with watch.interruptible():
-                function({'task': task, 'message': _message_for(run, batch.doorbell)})
-        except RunInterrupted:
-            # In a worker thread the raised instance is a bare one: the watch knows why.
-            interruption = watch.interruption
-            outcome, error = interruption.outcome, traceback.format_exc()
-            log.error('Task %r (run %s) was interrupted: %s', task.label, run.pk,
-                      interruption.reason)
-        except Exception:
-            outcome, error = TaskRun.ERROR, traceback.format_exc()
-            log.exception('Task %r (run %s) raised', task.label, run.pk)
-    checkpoint('returned', run)
-    _drop_broken_connection()
+    outcome, error, _ = _call(run, batch, task.timeout, function, {
+        'task': task, 'message': _message_for(run, batch.doorbell)})
     userdata = None
     try:
         if task._userdata is not None:
@@ -202,6 +196,62 @@ def _execute(run, batch):
         log.error('Task %r left userdata that cannot be saved: %s', task.label, bad_data)
     batch.record(Ending(run, outcome, error, started_at, timezone.now(), userdata))
     return outcome
+
+
+def _execute_job(run, batch):
+    """Execute a hand-off job's run: its function with its arguments; note the return value."""
+    started_at = timezone.now()
+    options = run.job_options
+    try:
+        target = load_job(run.function)
+        function = getattr(target, 'func', target)  # a sisy.tasks.Task holds the function
+        arguments = json.loads(run.arguments or '{}')
+    except Exception as failure:  # code removed or renamed since it was enqueued
+        log.error('Job %r (run %s): loading its function failed: %s', run.function, run.pk,
+                  first_line(failure))
+        error = 'Cannot load the job function:\n%s' % traceback.format_exc()
+        batch.record(Ending(run, TaskRun.ERROR, error, started_at, timezone.now()))
+        return TaskRun.ERROR
+    args, kwargs = arguments.get('args', []), arguments.get('kwargs', {})
+    if options.get('takes_context'):
+        context = TaskContext(TaskResult(target if target is not function else None,
+                                         results.runs_of(run.job_id)[:-1] + [run]),
+                              run.attempt)
+        args = [context] + list(args)
+    log.info('Running job %r (run %s, attempt %d)', run.function, run.pk, run.attempt)
+    signals.run_started.send_safely(TaskRun, task=None, run=run)
+    outcome, error, value = _call(run, batch, options.get('timeout'), function, *args, **kwargs)
+    returned = ''
+    if outcome == TaskRun.OK:
+        problem = json_problem(value, 'the return value')
+        if problem:
+            outcome, error = TaskRun.ERROR, 'TypeError: %s' % problem
+            log.error('Job %r (run %s): %s', run.function, run.pk, problem)
+        else:
+            returned = json.dumps(value)
+    batch.record(Ending(run, outcome, error, started_at, timezone.now(), None, returned))
+    return outcome
+
+
+def _call(run, batch, timeout, function, *args, **kwargs):
+    """Call a run's function under watch; return (outcome, error, what it returned)."""
+    outcome, error, value = TaskRun.OK, '', None
+    with batch.watch(run, timeout) as watch:
+        try:
+            with watch.interruptible():
+                value = function(*args, **kwargs)
+        except RunInterrupted:
+            # In a worker thread the raised instance is a bare one: the watch knows why.
+            interruption = watch.interruption
+            outcome, error = interruption.outcome, traceback.format_exc()
+            log.error('%r (run %s) was interrupted: %s', run.task_label, run.pk,
+                      interruption.reason)
+        except Exception:
+            outcome, error = TaskRun.ERROR, traceback.format_exc()
+            log.exception('%r (run %s) raised', run.task_label, run.pk)
+    checkpoint('returned', run)
+    _drop_broken_connection()
+    return outcome, error, value
 
 
 def _drop_broken_connection():
@@ -238,8 +288,8 @@ class RunBatch:
     # Seconds the recent runs of this process took, averaged, for sizing batches.
     pace = None
 
-    def __init__(self, lease, doorbell):
-        self.lease, self.doorbell = lease, doorbell
+    def __init__(self, lease, doorbell, queue=None):
+        self.lease, self.doorbell, self.queue_name = lease, doorbell, queue
         self.lock = threading.RLock()
         self.queue = collections.deque()  # taken, not started yet
         self.size = 1                     # how many runs the next take asks for, at most
@@ -296,7 +346,7 @@ class RunBatch:
         self.flush()
         self._announce()
         with self.lock:
-            runs = lifecycle.take(timezone.now(), self.lease, size, run_id)
+            runs = lifecycle.take(timezone.now(), self.lease, size, run_id, self.queue_name)
             self.queue.extend(runs)
             if runs:
                 self.taken_at = time.monotonic()
@@ -344,7 +394,7 @@ class RunBatch:
             self._give_back('this worker is stopping')
             self.flush()
         self._announce()
-        doorbells.ring(timezone.now(), 1)
+        doorbells.ring(timezone.now(), 1, self.queue_name)
 
     def _flush_through_outage(self):
         """Flush, retrying through a database outage while the leases could still hold.
@@ -426,7 +476,7 @@ class RunBatch:
             self.queue.remove(run)  # given back, or no longer ours (lost, stopped)
         if given:
             log.info('Gave back %d run(s) for other workers to take: %s', len(given), why)
-            doorbells.ring(timezone.now(), min(len(given), doorbells.PER_TICK))
+            doorbells.ring(timezone.now(), min(len(given), doorbells.PER_TICK), self.queue_name)
 
     def _renew(self, now):
         held = [run.pk for run in self.queue] + [ending.run.pk for ending in self.endings]

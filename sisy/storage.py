@@ -32,6 +32,7 @@ TASK = Task._meta.db_table
 RUN_COLUMNS = [field.column for field in TaskRun._meta.concrete_fields]
 TASK_COLUMNS = [field.column for field in Task._meta.concrete_fields]
 RUN_NAMES = [field.attname for field in TaskRun._meta.concrete_fields]
+PRIORITY = RUN_NAMES.index('priority')  # its place in a row of RUN_COLUMNS
 TASK_NAMES = [field.attname for field in Task._meta.concrete_fields]
 # The first SQLite with UPDATE ... RETURNING (2021); older ones take the ORM path.
 SQLITE_RETURNING = (3, 35, 0)
@@ -41,9 +42,11 @@ WORDS = {'pending': TaskRun.PENDING, 'running': TaskRun.RUNNING}
 #: A claim of one task's slot: the slot the claimer saw, the next run after it
 #: (None: no more), when the task finished (None: not yet), and whether to
 #: count an iteration down.
-Claim = collections.namedtuple('Claim', 'task_id label slot following finished_at decrement')
-#: How one run ended, as written to its record.
-Finish = collections.namedtuple('Finish', 'run_id status error started_at finished_at duration')
+Claim = collections.namedtuple(
+    'Claim', 'task_id label slot following finished_at decrement priority queue_name')
+#: How one run ended, as written to its record (return_value: JSON text, '' for none).
+Finish = collections.namedtuple(
+    'Finish', 'run_id status error started_at finished_at duration return_value')
 #: What a task keeps after its runs ended: None leaves that column as it is.
 Settlement = collections.namedtuple('Settlement', 'task_id outcome last_run userdata')
 
@@ -107,7 +110,8 @@ class PortableStorage:
                 changes['iterations'] = F('iterations') - 1
             if ours.update(**changes):
                 run = TaskRun.objects.create(task_id=claim.task_id, task_label=claim.label,
-                                             scheduled_for=claim.slot)
+                                             scheduled_for=claim.slot, priority=claim.priority,
+                                             queue_name=claim.queue_name)
                 made.append((run.pk, claim.task_id))
         return made
 
@@ -129,14 +133,15 @@ class PortableStorage:
 
     # -- the worker's side: take, renew, give back, finish ------------------------------
 
-    def take(self, now, lease, host, pid, limit=1, run_id=None):
-        """Switch up to `limit` due pending runs, oldest first, to running; return them.
+    def take(self, now, lease, host, pid, limit=1, run_id=None, queue=None):
+        """Switch up to `limit` due pending runs to running, first in line first; return them.
 
-        Each returned run has its task loaded (None if the task was deleted).
-        `now` is this host's time, for started_at and not_before; each lease
-        lasts `lease` (a timedelta) by the clock database_clock() names. With
-        `run_id`, takes that run only, whatever its not_before: the tick that
-        rang for it found it due by its own clock.
+        First in line: the highest priority, then the oldest; only `queue`'s
+        runs if given. Each returned run has its task loaded (None if the task
+        was deleted, or for a hand-off job). `now` is this host's time, for
+        started_at and not_before; each lease lasts `lease` (a timedelta) by the
+        clock database_clock() names. With `run_id`, takes that run only,
+        whatever its not_before: whoever rang for it found it due.
         """
         until = _lease_end_value(now, lease)
         waiting = TaskRun.objects.filter(status=TaskRun.PENDING)
@@ -144,14 +149,18 @@ class PortableStorage:
             waiting = waiting.filter(pk=run_id)
         else:
             waiting = waiting.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+            if queue is not None:
+                waiting = waiting.filter(queue_name=queue)
         taken = []
-        for candidate in waiting.order_by('pk').values_list('pk', flat=True)[:limit + 5]:
+        for candidate in waiting.order_by('-priority', 'pk').values_list(
+                'pk', flat=True)[:limit + 5]:
             if len(taken) < limit and TaskRun.objects.filter(
                     pk=candidate, status=TaskRun.PENDING).update(
                     status=TaskRun.RUNNING, started_at=now, lease_until=until, host=host,
                     pid=pid):
                 taken.append(candidate)
-        return list(TaskRun.objects.select_related('task').filter(pk__in=taken).order_by('pk'))
+        runs = TaskRun.objects.select_related('task').filter(pk__in=taken)
+        return list(runs.order_by('-priority', 'pk'))
 
     def renew(self, run_ids, lease, now):
         """Extend the leases of those runs still running and not asked to stop; return their ids."""
@@ -180,17 +189,19 @@ class PortableStorage:
                 if TaskRun.objects.filter(pk=finish.run_id, status=TaskRun.RUNNING).update(
                     status=finish.status, error=finish.error, started_at=finish.started_at,
                     finished_at=finish.finished_at, duration=finish.duration,
-                    lease_until=None)}
+                    return_value=finish.return_value, lease_until=None)}
 
     # -- what follows a run: another attempt, the task's state, its deletion -----------------
 
     def add_attempt(self, run, not_before):
-        """A pending run for the next attempt at `run`'s slot, or None if its task is gone."""
-        if not Task.objects.filter(pk=run.task_id).exists():
+        """A pending run for the next attempt at `run`'s slot (or job), or None if its task is gone."""
+        if not run.is_job and not Task.objects.filter(pk=run.task_id).exists():
             return None
         return TaskRun.objects.create(
             task_id=run.task_id, task_label=run.task_label, scheduled_for=run.scheduled_for,
-            attempt=run.attempt + 1, not_before=not_before)
+            attempt=run.attempt + 1, not_before=not_before, priority=run.priority,
+            queue_name=run.queue_name, function=run.function, arguments=run.arguments,
+            options=run.options, first_attempt=run.job_id if run.is_job else None)
 
     def settle(self, settlements):
         """Write each task's last outcome and userdata; clear `running` if no run is active."""
@@ -243,16 +254,17 @@ class SQLiteStorage(PortableStorage):
             cursor.execute(prefix + cursor_sql.format(task=TASK, c='', source=source),
                            values + [True] + conditions)
             won = {row[0] for row in cursor.fetchall()}
-            new_runs = [(claim.task_id, claim.label, _datetime(claim.slot))
-                        for claim in claims if claim.task_id in won]
+            new_runs = [(claim.task_id, claim.label, _datetime(claim.slot), claim.priority,
+                         claim.queue_name) for claim in claims if claim.task_id in won]
             if not new_runs:
                 return []
-            marks = '(%s)' % ', '.join(['%s'] * (3 + len(defaults)))
+            marks = '(%s)' % ', '.join(['%s'] * (5 + len(defaults)))
             params = []
             for new_run in new_runs:
                 params += list(new_run) + defaults
             cursor.execute(
-                'INSERT INTO {run} (task_id, task_label, scheduled_for, {cols}) VALUES '
+                'INSERT INTO {run} (task_id, task_label, scheduled_for, priority, queue_name, '
+                '{cols}) VALUES '
                 '{rows} RETURNING id, task_id'.format(run=RUN, cols=', '.join(insert_columns),
                                                       rows=', '.join([marks] * len(new_runs))),
                 params)
@@ -271,33 +283,38 @@ class SQLiteStorage(PortableStorage):
                   'AND ({task}.allow_overlap = %s OR {task}.running = %s) RETURNING {task}.id')
         return update, values, [True, True, False]
 
-    def take(self, now, lease, host, pid, limit=1, run_id=None):
+    def take(self, now, lease, host, pid, limit=1, run_id=None, queue=None):
         """One statement takes the runs and returns them with their tasks (as JSON arrays)."""
-        update, params = self._take_update(now, lease, host, pid, limit, run_id)
+        update, params = self._take_update(now, lease, host, pid, limit, run_id, queue)
         with connection.cursor() as cursor:
             cursor.execute(
                 (update + ' RETURNING {cols}, (SELECT json_array({task_cols}) FROM {task} '
                  'WHERE {task}.id = {run}.task_id)').format(
-                    run=RUN, task=TASK, pick='IN (%s)' % self._pick(limit, run_id),
+                    run=RUN, task=TASK, pick='IN (%s)' % self._pick(limit, run_id, queue),
                     cols=', '.join(RUN_COLUMNS), task_cols=', '.join(TASK_COLUMNS), **WORDS),
                 params)
             rows = cursor.fetchall()
         runs = []
-        for row in sorted(rows, key=lambda row: row[0]):
+        for row in sorted(rows, key=lambda row: (-row[PRIORITY], row[0])):
             task = json.loads(row[-1]) if row[-1] is not None else []
             runs.append(_from_row(tuple(row[:-1]) + tuple(task)))
         return runs
 
-    def _pick(self, limit, run_id):
+    def _pick(self, limit, run_id, queue):
         which = 'id = %s' if run_id is not None else '(not_before IS NULL OR not_before <= %s)'
+        if run_id is None and queue is not None:
+            which += ' AND queue_name = %s'
         limit = 1 if run_id is not None else int(limit)
-        return ("SELECT id FROM {run} WHERE status = '{pending}' AND {which} ORDER BY id "
-                "LIMIT {limit}").format(run=RUN, which=which, limit=limit, **WORDS)
+        return ("SELECT id FROM {run} WHERE status = '{pending}' AND {which} ORDER BY "
+                "priority DESC, id LIMIT {limit}").format(run=RUN, which=which, limit=limit,
+                                                          **WORDS)
 
-    def _take_update(self, now, lease, host, pid, limit, run_id):
+    def _take_update(self, now, lease, host, pid, limit, run_id, queue):
         lease_until, lease_param = _lease_end_sql(now, lease)
         params = [_datetime(now), lease_param, host, pid,
                   run_id if run_id is not None else _datetime(now)]
+        if run_id is None and queue is not None:
+            params.append(queue)
         update = ("UPDATE {run} SET status = '{running}', started_at = %s, lease_until = "
                   + lease_until + ", host = %s, pid = %s WHERE id {pick} AND status = "
                   "'{pending}'")
@@ -328,13 +345,14 @@ class SQLiteStorage(PortableStorage):
         for finish in finishes:
             values += [finish.run_id, finish.status, finish.error,
                        _datetime(finish.started_at), _datetime(finish.finished_at),
-                       finish.duration]
-        source, prefix = self._values('v(id, status, error, started, finished, duration)',
-                                      ', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(finishes)))
+                       finish.duration, finish.return_value]
+        source, prefix = self._values(
+            'v(id, status, error, started, finished, duration, returned)',
+            ', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(finishes)))
         update = ("UPDATE {run} SET status = v.status, error = v.error, started_at = "
                   "v.started{c}, finished_at = v.finished{c}, duration = v.duration{n}, "
-                  "lease_until = NULL FROM {source} WHERE {run}.id = v.id AND {run}.status = "
-                  "'{running}' RETURNING {run}.id")
+                  "return_value = v.returned, lease_until = NULL FROM {source} WHERE "
+                  "{run}.id = v.id AND {run}.status = '{running}' RETURNING {run}.id")
         with connection.cursor() as cursor:
             cursor.execute(prefix + update.format(run=RUN, c=self.TIME, n=self.NUMBER,
                                                   source=source, **WORDS), values)
@@ -393,25 +411,29 @@ class PostgreSQLStorage(SQLiteStorage):
         claimed = update.format(task=TASK, c=self.TIME, source=source)
         with connection.cursor() as cursor:
             cursor.execute(
-                'WITH claimed AS (' + claimed + ', {task}.label, v.slot::timestamptz AS slot) '
-                'INSERT INTO {run} (task_id, task_label, scheduled_for, {cols}) '
-                'SELECT id, label, slot, {marks} FROM claimed ORDER BY slot, id '
+                'WITH claimed AS (' + claimed + ', {task}.label, v.slot::timestamptz AS slot, '
+                '{task}.priority, {task}.queue_name) '
+                'INSERT INTO {run} (task_id, task_label, scheduled_for, priority, queue_name, '
+                '{cols}) SELECT id, label, slot, priority, queue_name, {marks} FROM claimed '
+                'ORDER BY slot, id '
                 'RETURNING id, task_id'.format(task=TASK, run=RUN, cols=', '.join(insert_columns),
                                                marks=', '.join(['%s'] * len(defaults))),
                 [True] + values + conditions + defaults)
             return [tuple(row) for row in cursor.fetchall()]
 
-    def take(self, now, lease, host, pid, limit=1, run_id=None):
+    def take(self, now, lease, host, pid, limit=1, run_id=None, queue=None):
         """One statement takes the runs, skipping rows other workers hold, joined to their tasks."""
-        update, params = self._take_update(now, lease, host, pid, limit, run_id)
+        update, params = self._take_update(now, lease, host, pid, limit, run_id, queue)
         with connection.cursor() as cursor:
             # ARRAY(...) makes PostgreSQL pick once; with IN (...) it may pick again per
             # row, and SKIP LOCKED then lets it take far more than `limit` runs.
             cursor.execute(
                 ('WITH taken AS (' + update + ' RETURNING *) SELECT {cols} FROM taken '
-                 'LEFT JOIN {task} ON {task}.id = taken.task_id ORDER BY taken.id').format(
+                 'LEFT JOIN {task} ON {task}.id = taken.task_id ORDER BY taken.priority DESC, '
+                 'taken.id').format(
                     run=RUN, task=TASK,
-                    pick='= ANY(ARRAY(%s FOR UPDATE SKIP LOCKED))' % self._pick(limit, run_id),
+                    pick='= ANY(ARRAY(%s FOR UPDATE SKIP LOCKED))' % self._pick(
+                        limit, run_id, queue),
                     cols=', '.join(['taken.%s' % c for c in RUN_COLUMNS]
                                    + ['%s.%s' % (TASK, c) for c in TASK_COLUMNS]), **WORDS),
                 params)
@@ -496,7 +518,8 @@ def _new_run_columns(now):
     """The other columns of a new pending run and their values (the model's defaults)."""
     columns, values = [], []
     for field in TaskRun._meta.concrete_fields:
-        if field.primary_key or field.attname in ('task_id', 'task_label', 'scheduled_for'):
+        if field.primary_key or field.attname in ('task_id', 'task_label', 'scheduled_for',
+                                                  'priority', 'queue_name'):
             continue
         value = now if field.attname == 'created_at' else field.get_default()
         columns.append(field.column)

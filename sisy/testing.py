@@ -8,7 +8,8 @@ message is sent, so no running worker is needed.
 
 With the setting SISY_ALWAYS_EAGER, `Task.run_once` and
 `Task.run_iterations(..., run_immediately=True)` claim the new task's first slot
-and run it the same way before they return.
+and run it the same way before they return, and so does a hand-off job's
+`enqueue()` (sisy.tasks) without run_after.
 """
 
 import logging
@@ -58,6 +59,11 @@ def on_task_due_now(sender, task, **ignored):
     """Receiver of signals.task_due_now (connected in apps.ready): SISY_ALWAYS_EAGER's run."""
     if setting('SISY_ALWAYS_EAGER'):
         _run_eagerly(task)
+
+
+def run_job_eagerly(run):
+    """SISY_ALWAYS_EAGER for a hand-off job: take and execute its run in this process."""
+    _execute([run.pk], _doorbell())
 
 
 def _run_eagerly(task):

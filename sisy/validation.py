@@ -9,11 +9,13 @@ import datetime as dt
 import json
 import math
 import numbers
+import re
 import sys
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from sisy.conf import setting
 from sisy.schedule import InvalidSchedule, Schedule
 
 #: The largest ``iterations``: PostgreSQL's (and MySQL's) integer column holds no more.
@@ -25,6 +27,12 @@ MAX_RETRIES = MAX_ITERATIONS - 1
 #: to the current time; a year ahead is always a valid datetime, and anything longer
 #: is more likely a slip (milliseconds given as seconds) than a plan.
 MAX_SECONDS = 365 * 24 * 3600
+# Priorities as Django's tasks framework has them: higher first among runs waiting.
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+DEFAULT_QUEUE = 'default'
+# A queue's name is part of a channel name (sisy.doorbells.channel_for), so it is
+# limited to the characters Channels allows there.
+QUEUE_NAME = re.compile(r'^[A-Za-z0-9_-]{1,50}$')
 
 
 def validate_schedule_field(value):
@@ -62,14 +70,16 @@ def task_problems(task):
     for name in ('start_running', 'end_running'):
         problems[name] = _aware_problem(getattr(task, name), name)
     problems['end_running'] = problems['end_running'] or _end_problem(task)
-    problems['iterations'] = _count_problem(
+    problems['iterations'] = count_problem(
         task.iterations, 'iterations', '0 (run forever)', MAX_ITERATIONS,
         'the largest whole number the database stores')
-    problems['retries'] = _count_problem(
+    problems['retries'] = count_problem(
         task.retries, 'retries', '0 (no retries)', MAX_RETRIES,
         "the last attempt's number, retries + 1, must fit the database's whole numbers")
-    problems['timeout'] = _seconds_problem(task.timeout, 'timeout', positive=True)
-    problems['retry_delay'] = _seconds_problem(task.retry_delay, 'retry_delay', positive=False)
+    problems['timeout'] = seconds_problem(task.timeout, 'timeout', positive=True)
+    problems['retry_delay'] = seconds_problem(task.retry_delay, 'retry_delay', positive=False)
+    problems['priority'] = priority_problem(task.priority)
+    problems['queue_name'] = queue_problem(task.queue_name)
     if task._userdata is not None:
         try:
             encode_userdata(task._userdata)
@@ -118,7 +128,7 @@ def _end_problem(task):
     return None
 
 
-def _count_problem(value, name, zero, limit, why):
+def count_problem(value, name, zero, limit, why):
     if not _is_whole(value) or value < 0:
         return ('%s must be a whole number, %s or more; got %r. (Example: 3.)'
                 % (name, zero, value))
@@ -127,7 +137,7 @@ def _count_problem(value, name, zero, limit, why):
     return None
 
 
-def _seconds_problem(value, name, positive):
+def seconds_problem(value, name, positive):
     if positive and value is None:
         return None  # no time limit
     if not _is_number(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -138,6 +148,26 @@ def _seconds_problem(value, name, positive):
     if value > MAX_SECONDS:
         return '%s must be at most %d seconds (365 days); got %r. (Example: %s.)' % (
             name, MAX_SECONDS, value, 300 if positive else 60)
+    return None
+
+
+def priority_problem(value):
+    """What is wrong with a run priority, or None: a whole number from -100 to 100."""
+    if not _is_whole(value) or not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        return ('priority must be a whole number from %d to %d (higher runs first); got %r.'
+                % (MIN_PRIORITY, MAX_PRIORITY, value))
+    return None
+
+
+def queue_problem(value):
+    """What is wrong with a queue name, or None: one of SISY_QUEUES, which workers serve."""
+    queues = setting('SISY_QUEUES')
+    if not isinstance(value, str) or not QUEUE_NAME.match(value):
+        return ('queue_name must be 1 to 50 letters, digits, "_" or "-" (it names a channel); '
+                'got %r.' % (value,))
+    if value not in queues:
+        return ('queue_name %r is not one of SISY_QUEUES (%s); no worker would serve it. Add '
+                'it to SISY_QUEUES, or use one of those.' % (value, ', '.join(map(repr, queues))))
     return None
 
 
@@ -221,3 +251,76 @@ def check_delay_until(when):
     if when <= timezone.now():
         raise ValueError('delay_until %s is not in the future (now is %s).'
                          % (when.isoformat(), timezone.now().isoformat()))
+
+
+# -- a hand-off job's arguments and return value -------------------------------------
+
+MAX_JSON_DEPTH = 100
+
+
+def json_problem(value, place):
+    """What in `value` would not come back the same from JSON, said for people; or None.
+
+    `place` names `value` (e.g. "argument 'when'"). JSON carries None, bools,
+    whole and finite numbers, strings, lists and dicts with string keys;
+    tuples are carried as lists, as Django's tasks framework does.
+    """
+    return _json_problem(value, place, set(), 0)
+
+
+def _json_problem(value, place, open_ids, depth):
+    if value is None or isinstance(value, (bool, str)) or _is_whole(value):
+        return None
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return ('%s is %r, which JSON cannot carry; pass None or a string instead.'
+                % (place, value))
+    if not isinstance(value, (list, tuple, dict)):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + '...'
+        return ('%s is %s (%s), which JSON cannot carry; pass JSON data (None, bool, int, '
+                'float, str, list, dict with str keys), e.g. an id or an ISO 8601 string.'
+                % (place, _kind_of(value), shown))
+    if depth >= MAX_JSON_DEPTH:
+        return '%s is nested deeper than %d levels; pass flatter data.' % (place, MAX_JSON_DEPTH)
+    if id(value) in open_ids:
+        return '%s contains itself, which JSON cannot carry.' % place
+    open_ids.add(id(value))
+    try:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    return ('%s has the key %r (%s); JSON keys are strings, so it would come '
+                            'back as %r. Use string keys.'
+                            % (place, key, _kind_of(key), json.loads(json.dumps({key: 0}))))
+                found = _json_problem(item, '%s[%r]' % (place, key), open_ids, depth + 1)
+                if found:
+                    return found
+        else:
+            for index, item in enumerate(value):
+                found = _json_problem(item, '%s[%d]' % (place, index), open_ids, depth + 1)
+                if found:
+                    return found
+    finally:
+        open_ids.discard(id(value))
+    return None
+
+
+def _kind_of(value):
+    kind = type(value)
+    name = kind.__qualname__ if kind.__module__ == 'builtins' else '%s.%s' % (
+        kind.__module__, kind.__qualname__)
+    return 'an %s' % name if name[:1].lower() in 'aeiou' else 'a %s' % name
+
+
+def check_arguments(args, kwargs):
+    """Raise TypeError naming the first argument JSON cannot carry (see json_problem)."""
+    for index, value in enumerate(args):
+        found = json_problem(value, 'positional argument %d' % index)
+        if found:
+            raise TypeError(found)
+    for name, value in kwargs.items():
+        found = json_problem(value, 'argument %r' % name)
+        if found:
+            raise TypeError(found)

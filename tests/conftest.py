@@ -17,6 +17,17 @@ def take_one(now, lease, run_id=None):
     return runs[0] if runs else None
 
 
+def unclaimed_one_off(function, **fields):
+    """A one-off task as a tick finds it when its creator's own claim did not happen.
+
+    (run_once claims its slot itself; this is the task it saves first.)
+    """
+    from sisy.models import task_with_callable
+    task = task_with_callable(function, iterations=1, wait_for_schedule=False, **fields)
+    task.save()
+    return task
+
+
 def finish_run(run, outcome, error='', now=None):
     """Record how one taken run ended, as its worker does; True if it was still the worker's."""
     ending = lifecycle.Ending(run, outcome, error, run.started_at, now or timezone.now())

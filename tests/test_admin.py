@@ -7,12 +7,14 @@ from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.test import Client
+from django.db.models import Q
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from sisy import admin as sisy_admin
 from sisy.models import PUBLIC_FIELDS, Task, TaskRun, task_with_callable
-from tests.testapp import tasks
+from sisy.testing import run_due_tasks
+from tests.testapp import jobs, tasks
 from tests.testapp.models import Counter
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +47,7 @@ def make(label='nightly', schedule='30 0 * * *', **fields):
 def form_data(**overrides):
     data = {'label': '', 'function': 'tests.testapp.tasks.record', 'instance_pk': '',
             'schedule': '*/5 * * * *', 'enabled': 'on', 'wait_for_schedule': 'on',
-            'iterations': '0', 'timeout': '', 'retries': '0', 'retry_delay': '60',
+            'iterations': '0', 'timeout': '', 'retries': '0', 'retry_delay': '60', 'priority': '0', 'queue_name': 'default',
             'userdata': ''}
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
@@ -366,10 +368,11 @@ def test_run_now_action_makes_the_task_due_and_says_when(admin_client_):
     response = admin_client_.post(TASKS, {'action': 'run_now',
                                           '_selected_action': [task.pk, off.pk]}, follow=True)
     page = text(response)
-    assert 'Will run at the next heartbeat tick' in page and 'nightly' in page
+    assert 'Handed to a worker now (a worker must be running): nightly.' in page
     assert 'Not run because disabled or finished: off' in page
-    task.refresh_from_db()
-    assert task.next_run <= timezone.now()
+    # Claimed at once: a run waits for a worker, and the slot is used.
+    assert list(TaskRun.objects.filter(task=task).values_list('status', flat=True)) == ['pending']
+    assert not TaskRun.objects.filter(task=off).exists()
 
 
 def test_enable_and_disable_actions(admin_client_):
@@ -733,3 +736,221 @@ def test_every_public_field_of_a_task_is_on_its_admin_page(admin_client_, monkey
     monkeypatch.setattr(sisy_admin, 'PUBLIC_FIELDS', PUBLIC_FIELDS + ('a_new_field',))
     sections = sisy_admin.TaskAdmin(Task, sisy_admin.admin.site).get_fieldsets(None)
     assert ('More', {'fields': ('a_new_field',)}) in sections
+
+
+# -- hand-off jobs in the run history ---------------------------------------------------------
+
+def job_runs(result):
+    """The runs of a job, first attempt first."""
+    return list(TaskRun.objects.filter(Q(pk=result.id) | Q(first_attempt=result.id))
+                .order_by('attempt'))
+
+
+def run_again(client, *runs):
+    return client.post(RUNS, {'action': 'run_again',
+                              '_selected_action': [run.pk for run in runs]}, follow=True)
+
+
+@override_settings(SISY_QUEUES=['default', 'emails'])
+def test_a_jobs_row_shows_its_function_call_attempt_queue_and_result(admin_client_):
+    added = jobs.add.using(priority=7, queue_name='emails').enqueue(2, b=3)
+    failing = jobs.always_fails.enqueue()  # three attempts, each an error
+    run_due_tasks()
+    page = rows(admin_client_.get(RUNS))
+    assert page.count('class="row') == 4
+    row = re.search(r'<tr class="row\d">(?:(?!</tr>).)*add\(2, b=3\)(?:(?!</tr>).)*</tr>',
+                    page).group(0)
+    assert re.search(r'tests\.testapp\.jobs\.add <a href="/admin/sisy/taskrun/\?job=%s" '
+                     r'class="sisy-job">job %s</a>' % (added.id, added.id), row)
+    cells = re.findall(r'<td class="field-(\w+)[^"]*">([^<]*)<', row)
+    assert ('attempt', '1') in cells and ('queue_name', 'emails') in cells
+    assert ('priority', '7') in cells and ('status', 'ok') in cells
+    assert ('outcome_line', 'returned 5') in cells
+    # Every attempt of a job names the job by its first attempt's id.
+    assert page.count('>job %s</a>' % failing.id) == 3
+    assert page.count('KeyError: &#39;never works&#39;') == 3
+    assert 'always_fails()' in page
+
+
+def test_a_jobs_page_shows_its_call_options_attempts_and_result(admin_client_):
+    result = jobs.fail_once.enqueue('k1')
+    run_due_tasks()
+    first, second = job_runs(result)
+    page = text(admin_client_.get(RUNS + '%d/change/' % second.pk))
+    assert '<a href="/admin/sisy/taskrun/?job=%s">job %s</a>, 2 attempt(s) so far' % (
+        result.id, result.id) in page
+    assert 'tests.testapp.jobs.fail_once' in page
+    assert '<pre class="sisy-call">fail_once(&#39;k1&#39;)</pre>' in page
+    assert 'no timeout; 1 retry, 0 s apart' in page
+    assert '<pre class="sisy-result">&#39;second time lucky&#39;</pre>' in page
+    page = text(admin_client_.get(RUNS + '%d/change/' % first.pk))
+    assert 'ValueError: first attempt of k1 fails' in page and 'Traceback' in page
+    assert 'sisy-result' not in page
+
+
+def test_a_long_call_is_laid_out_one_argument_a_line(admin_client_):
+    result = jobs.label_call.enqueue(label='x' * 90)
+    page = admin_client_.get(RUNS + '%s/change/' % result.id).content.decode()
+    assert ('<pre class="sisy-call">label_call(\n    label=&#39;%s&#39;\n)</pre>' % ('x' * 90)
+            in page)
+    row = rows(admin_client_.get(RUNS))
+    assert "label_call(label=&#39;%s\u2026<" % ('x' * 61) in row  # cut to 80 characters
+
+
+def test_a_task_runs_page_has_no_job_fields(admin_client_, worker, soon):
+    task = make('nightly', '* * * * *')
+    Task.objects.filter(pk=task.pk).update(next_run=soon)
+    worker.tick(soon)
+    page = text(admin_client_.get(RUNS + '%d/change/' % TaskRun.objects.get().pk))
+    assert '<a href="/admin/sisy/task/%d/change/">nightly</a>' % task.pk in page
+    assert 'Options:' not in page and 'sisy-call' not in page
+
+
+def test_jobs_and_task_runs_apart_and_a_jobs_attempts_together(admin_client_, worker, soon):
+    make('nightly', '* * * * *')
+    Task.objects.update(next_run=soon)
+    worker.tick(soon)
+    failing = jobs.always_fails.enqueue()
+    jobs.add.enqueue(1, 2)
+    run_due_tasks()
+    assert rows(admin_client_.get(RUNS)).count('class="row') == 5
+    found = rows(admin_client_.get(RUNS, {'kind': 'job'}))
+    assert found.count('class="row') == 4 and 'nightly' not in found
+    found = rows(admin_client_.get(RUNS, {'kind': 'task'}))
+    assert found.count('class="row') == 1 and 'nightly' in found
+    page = admin_client_.get(RUNS, {'job': failing.id})
+    assert rows(page).count('class="row') == 3 and 'add(' not in rows(page)
+    assert 'By job' in text(page)
+    assert 'By job' not in text(admin_client_.get(RUNS))
+    assert 'id="result_list"' not in text(admin_client_.get(RUNS, {'job': 'x'}))
+    found = rows(admin_client_.get(RUNS, {'task_label': 'tests.testapp.jobs.add'}))
+    assert found.count('class="row') == 1  # a job's label is its function's dotted path
+
+
+@override_settings(SISY_QUEUES=['default', 'emails'])
+def test_the_queue_filter_lists_sisy_queues(admin_client_):
+    jobs.add.using(queue_name='emails').enqueue(1, 2)
+    jobs.add.enqueue(3, 4)
+    page = admin_client_.get(RUNS, {'queue': 'emails'})
+    assert 'By queue' in text(page)
+    assert rows(page).count('class="row') == 1 and 'add(1, 2)' in rows(page)
+    with override_settings(SISY_QUEUES=['default']):
+        assert 'By queue' not in text(admin_client_.get(RUNS))
+
+
+@override_settings(SISY_QUEUES=['default', 'emails'])
+def test_run_again_enqueues_the_same_call_as_a_new_job(admin_client_):
+    result = jobs.with_context.using(priority=-3, queue_name='emails').enqueue(note='hi')
+    run_due_tasks()
+    done = TaskRun.objects.get(pk=result.id)
+    response = run_again(admin_client_, done)
+    new = TaskRun.objects.exclude(pk=done.pk).get()
+    assert said(response) == ('Enqueued the same call again, as a new job (a worker must be '
+                              'running): job %s as job %s (tests.testapp.jobs.with_context).'
+                              % (done.pk, new.pk))
+    assert (new.status, new.attempt, new.first_attempt) == (TaskRun.PENDING, 1, None)
+    assert (new.function, new.task_label, new.priority, new.queue_name) == (
+        done.function, done.task_label, -3, 'emails')
+    assert json.loads(new.arguments) == json.loads(done.arguments)
+    assert new.job_options == done.job_options
+    run_due_tasks()
+    again = jobs.with_context.get_result(new.pk)
+    assert again.return_value == {'attempt': 1, 'job': str(new.pk)}
+    assert again.kwargs == {'note': 'hi'}
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(SISY_QUEUES=['default', 'emails'])
+def test_run_again_wakes_a_worker_of_the_jobs_queue(worker):
+    done = TaskRun.objects.create(task_label='tests.testapp.jobs.add', status=TaskRun.OK,
+                                  function='tests.testapp.jobs:add', queue_name='emails',
+                                  arguments='{"args": [1, 2], "kwargs": {}}',
+                                  scheduled_for=timezone.now())
+    run_again(client_for(superuser=True), done)
+    new = TaskRun.objects.get(status=TaskRun.PENDING)
+    assert [message['run_id'] for message in
+            (content for _, content in worker.pending('sisy.run_task.emails'))] == [new.pk]
+
+
+def test_run_again_refuses_what_it_cannot_run_and_says_why(admin_client_):
+    task = make('nightly')
+    cron = run_of(task, TaskRun.OK)
+    waiting = jobs.add.enqueue(1, 2)
+    twice = jobs.add.enqueue(3, 4)
+    retrying = jobs.add.enqueue(5, 6)
+    run_due_tasks()
+    TaskRun.objects.filter(pk=waiting.id).update(status=TaskRun.PENDING)
+    first, = job_runs(twice)
+    second = TaskRun.objects.create(  # a second, finished attempt of the same job
+        task_label=first.task_label, function=first.function, arguments=first.arguments,
+        options=first.options, attempt=2, first_attempt=first.pk, status=TaskRun.OK,
+        scheduled_for=first.scheduled_for)
+    retried, = job_runs(retrying)
+    TaskRun.objects.create(task_label=retried.task_label, function=retried.function,
+                           arguments=retried.arguments, attempt=2, first_attempt=retried.pk,
+                           scheduled_for=retried.scheduled_for)  # waits for its retry
+    gone = TaskRun.objects.create(task_label='tests.testapp.jobs.vanished', status='error',
+                                  function='tests.testapp.jobs:vanished',
+                                  scheduled_for=timezone.now())
+    elsewhere = TaskRun.objects.create(task_label='tests.testapp.jobs.add', status='ok',
+                                       function='tests.testapp.jobs:add', queue_name='old',
+                                       scheduled_for=timezone.now())
+    before = TaskRun.objects.count()
+    response = run_again(admin_client_, cron, TaskRun.objects.get(pk=waiting.id), first,
+                         second, retried, gone, elsewhere)
+    new = TaskRun.objects.get(pk__gt=elsewhere.pk)
+    assert TaskRun.objects.count() == before + 1  # one new job for the two attempts of one
+    assert json.loads(new.arguments) == {'args': [3, 4], 'kwargs': {}}
+    assert said(response).split(' | ') == [
+        'Enqueued the same call again, as a new job (a worker must be running): job %s as job '
+        '%s (tests.testapp.jobs.add).' % (first.pk, new.pk),
+        'Not run again, as only hand-off jobs can be (a task runs on its schedule, or with '
+        '"Run selected tasks now"): nightly (run %s).' % cron.pk,
+        'Not run again, as they have not finished: tests.testapp.jobs.add (run %s, pending), '
+        'tests.testapp.jobs.add (run %s: job %s has an attempt still to run).'
+        % (waiting.id, retried.pk, retried.pk),
+        "Not run again, as their queue is not one of SISY_QUEUES now: tests.testapp.jobs.add "
+        "(run %s, queue 'old')." % elsewhere.pk,
+        'Not run again, as their function cannot be imported now: tests.testapp.jobs.vanished '
+        "(run %s: CallableNotFound: Module 'tests.testapp.jobs' has no attribute 'vanished'.)."
+        % gone.pk]
+
+
+@pytest.mark.skipif(not sisy_admin.HAS_VIEW_PERMISSION, reason='Django < 2.1: no view permission')
+def test_running_jobs_again_needs_the_task_change_permission():
+    done = jobs.add.enqueue(1, 2)
+    run_due_tasks()
+    run = TaskRun.objects.get(pk=done.id)
+    viewer = client_for('view_taskrun', 'view_task')
+    assert 'run_again' not in text(viewer.get(RUNS))
+    run_again(viewer, run)
+    assert TaskRun.objects.count() == 1
+    operator = client_for('view_taskrun', 'change_task')
+    assert 'run_again' in text(operator.get(RUNS))
+    run_again(operator, run)
+    assert TaskRun.objects.count() == 2
+
+
+def test_the_run_history_page_does_not_grow_in_queries_with_jobs(admin_client_, soon):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    task = make('nightly')
+
+    def add_runs(count):
+        for _ in range(count):  # each job fails once, then succeeds: two rows
+            jobs.fail_once.enqueue('k%d' % TaskRun.objects.count())
+            run_of(task, TaskRun.OK)
+        run_due_tasks()
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            page = admin_client_.get(RUNS)
+        assert page.status_code == 200
+        return len(captured.captured_queries), rows(page).count('class="row')
+
+    add_runs(1)
+    few, shown = queries()
+    assert shown == 3
+    add_runs(20)
+    assert queries() == (few, 63)

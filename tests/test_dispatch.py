@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from sisy import consumers, dispatch, doorbells
 from sisy.models import Task, TaskRun, task_with_callable
-from tests.conftest import finish_run, take_one
+from tests.conftest import finish_run, take_one, unclaimed_one_off
 from tests.testapp import tasks
 from tests.testapp.models import Call, Counter
 
@@ -257,7 +257,7 @@ def test_a_duplicate_run_message_runs_once(worker, soon):
 
 def test_more_due_tasks_than_channel_capacity_all_run_once(worker, soon):
     for number in range(25):
-        Task.run_once(tasks.record)
+        unclaimed_one_off(tasks.record)
     claimed = dispatch.process_tick(soon)
     assert len(claimed) == 25
     # The table is the queue: a few messages wake workers, which take runs from it.

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from sisy import health
 from sisy.models import Task, TaskRun, TickRecord, task_with_callable
-from tests.testapp import tasks
+from tests.testapp import jobs, tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +58,14 @@ def add_run(task, status, seconds_ago=0, **fields):
     return run
 
 
+def enqueued(job, seconds_ago, *args, **options):
+    """A hand-off job of `job` enqueued `seconds_ago` seconds ago (`options` go to using())."""
+    run_id = int((job.using(**options) if options else job).enqueue(*args).id)
+    when = timezone.now() - dt.timedelta(seconds=seconds_ago)
+    TaskRun.objects.filter(pk=run_id).update(created_at=when, scheduled_for=when)
+    return run_id
+
+
 def failed_runs(task, *statuses):
     """Finished runs of `task` with these statuses, oldest first; the task's last outcome."""
     for status in statuses:
@@ -97,10 +105,67 @@ def test_runs_waiting_too_long():
             not_before=now - dt.timedelta(seconds=30))
     add_run(task, TaskRun.PENDING, seconds_ago=300, attempt=2,  # still in its retry delay
             not_before=now + dt.timedelta(seconds=30))
-    assert problems_of('--max-wait', '60') == ['12 runs waiting longer than 60 s (oldest 95 s)']
+    assert problems_of('--max-wait', '60') == [
+        "12 runs waiting longer than 60 s in queue 'default' (oldest 95 s)"]
     status, out, _ = run_health('--max-wait', '120')
     assert status == 0
     assert 'last tick 1 s ago; 14 waiting (oldest 95 s), 1 waiting to retry.' in out
+
+
+def test_waiting_hand_off_jobs_are_counted_in_the_summary():
+    ticked(1)
+    task = make('busy', allow_overlap=True)
+    add_run(task, TaskRun.PENDING, seconds_ago=95)
+    enqueued(jobs.add, 40, 1, 2)
+    enqueued(jobs.add, 5, 3, 4)
+    enqueued(jobs.add, 5, 5, 6, run_after=dt.timedelta(minutes=5))
+    status, out, _ = run_health()
+    assert status == 0
+    assert out == ('Sisy is healthy: last tick 1 s ago; 3 waiting (oldest 95 s), 2 of them '
+                   'hand-off jobs (oldest 40 s), 1 hand-off job due later (run_after).\n')
+
+
+def test_a_job_waits_from_its_run_after_time():
+    ticked(1)
+    now = timezone.now()
+    enqueued(jobs.add, 600, 1, 2, run_after=now - dt.timedelta(seconds=90))
+    enqueued(jobs.add, 600, 3, 4, run_after=now - dt.timedelta(seconds=30))
+    enqueued(jobs.add, 600, 5, 6, run_after=now + dt.timedelta(seconds=30))
+    assert problems_of('--max-wait', '60') == [
+        "1 hand-off job waiting longer than 60 s in queue 'default' (oldest 90 s)"]
+
+
+@override_settings(SISY_QUEUES=['default', 'emails', 'reports'])
+def test_late_runs_are_reported_per_queue_naming_the_channel_to_serve():
+    ticked(1)
+    add_run(make('nightly'), TaskRun.PENDING, seconds_ago=95)
+    for seconds_ago in (300, 200):
+        enqueued(jobs.add, seconds_ago, 1, 2, queue_name='emails')
+    enqueued(jobs.add, 10, 1, 2, queue_name='emails')  # not late yet
+    reports = make('report', queue_name='reports', allow_overlap=True)
+    add_run(reports, TaskRun.PENDING, seconds_ago=500, queue_name='reports')
+    enqueued(jobs.add, 150, 1, 2, queue_name='reports')
+    enqueued(jobs.add, 500, 1, 2, queue_name='reports',  # in its run_after time still
+             run_after=dt.timedelta(seconds=60))
+    assert problems_of('--max-wait', '60') == [
+        "1 run waiting longer than 60 s in queue 'default' (oldest 95 s)",
+        "2 hand-off jobs waiting longer than 60 s in queue 'emails' (oldest 300 s): does a "
+        "worker serve its channel sisy.run_task.emails?",
+        "2 runs waiting longer than 60 s in queue 'reports' (oldest 500 s), 1 of them a "
+        "hand-off job (oldest 150 s): does a worker serve its channel sisy.run_task.reports?"]
+    status, out, _ = run_health('--max-wait', '600')
+    assert (status, out) == (0, 'Sisy is healthy: last tick 1 s ago; 6 waiting (oldest 500 s), '
+                                '4 of them hand-off jobs (oldest 300 s), 1 hand-off job due '
+                                'later (run_after).\n')
+
+
+def test_a_queue_left_out_of_sisy_queues_is_named_as_such():
+    ticked(1)
+    with override_settings(SISY_QUEUES=['default', 'emails']):
+        enqueued(jobs.add, 300, 1, 2, queue_name='emails')
+    assert problems_of() == [
+        "1 hand-off job waiting longer than 120 s in queue 'emails' (oldest 300 s): no worker "
+        "takes its runs, as it is not one of SISY_QUEUES"]
 
 
 def test_default_max_wait_is_two_periods_at_least_a_minute():
@@ -120,6 +185,17 @@ def test_runs_past_their_timeout():
             started_at=now - dt.timedelta(days=1))
     assert problems_of() == ["run %d of 'nightly' is past its timeout of 300 s (running 412 s)"
                              % late.pk]
+
+
+def test_hand_off_jobs_past_their_timeout():
+    ticked(1)
+    now = timezone.now()
+    slow = enqueued(jobs.too_slow, 0)  # timeout=0.2
+    unlimited = enqueued(jobs.add, 0, 1, 2)
+    TaskRun.objects.filter(pk__in=[slow, unlimited]).update(
+        status=TaskRun.RUNNING, started_at=now - dt.timedelta(seconds=412))
+    assert problems_of() == ["run %d of 'tests.testapp.jobs.too_slow' is past its timeout of "
+                             "0.2 s (running 412 s)" % slow]
 
 
 def test_tasks_failing_in_a_row():
@@ -235,6 +311,6 @@ def test_the_banner_shows_the_problems():
         add_run(task, TaskRun.PENDING, seconds_ago=95)
     page = admin_page()
     assert ('<li class="error">Scheduler: no tick processed for 47 s (3 heartbeat periods is '
-            '3 s)</li> <li class="error">Scheduler: 3 runs waiting longer than 60 s (oldest '
-            '95 s)</li>') in page
+            '3 s)</li> <li class="error">Scheduler: 3 runs waiting longer than 60 s in queue '
+            '&#39;default&#39; (oldest 95 s)</li>') in page
     assert 'class="success"' not in page

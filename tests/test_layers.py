@@ -15,11 +15,11 @@ PACKAGE = os.path.dirname(sisy.__file__)
 LAYERS = (
     ('conf', 'errors', 'schedule', 'callables', 'describe', 'heartbeat', 'signals'),
     ('models', 'validation', 'tracking'),
-    ('storage', 'ledger', 'retries', 'history'),
+    ('storage', 'ledger', 'retries', 'history', 'doorbells', 'results'),
     ('lifecycle',),
-    ('dispatch', 'runner', 'doorbells'),
-    ('consumers', 'testing', 'admin', 'admin_forms', 'admin_preview', 'health', 'metrics',
-     'management', 'apps', 'checks', 'routing', 'urls', 'migrations'),
+    ('dispatch', 'runner'),
+    ('consumers', 'testing', 'tasks', 'admin', 'admin_forms', 'admin_preview', 'admin_jobs',
+     'health', 'metrics', 'management', 'apps', 'checks', 'routing', 'urls', 'migrations'),
 )
 
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sisy import checks, metrics
 from sisy.models import Task, TaskRun, TickRecord, task_with_callable
-from tests.testapp import tasks
+from tests.testapp import jobs, tasks
 
 pytestmark = pytest.mark.django_db
 URL = '/sisy/metrics'
@@ -126,17 +126,67 @@ def test_tasks_by_state_queue_and_ticks():
     found = scrape(HTTP_AUTHORIZATION='Bearer x')  # a staff session is enough
     assert values(found['sisy_tasks'], 'state') == {
         'enabled': 1.0, 'disabled': 1.0, 'running': 1.0, 'finished': 1.0}
-    assert values(found['sisy_pending_runs'], 'waiting_for') == {'worker': 3.0,
-                                                                 'retry_delay': 1.0}
+    assert values(found['sisy_pending_runs'], 'waiting_for') == {
+        'worker': 3.0, 'retry_delay': 1.0, 'run_after': 0.0}
     assert 40 <= found['sisy_oldest_pending_run_age_seconds'].samples[0].value < 45
     assert 7 <= found['sisy_last_tick_age_seconds'].samples[0].value < 12
     assert found['sisy_heartbeat_period_seconds'].samples[0].value == 60
+
+
+def enqueued(job, seconds_ago, attempt=1, **options):
+    """A hand-off job of `job` enqueued `seconds_ago` seconds ago (`options` go to using())."""
+    run_id = int((job.using(**options) if options else job).enqueue(1, 2).id)
+    when = timezone.now() - dt.timedelta(seconds=seconds_ago)
+    TaskRun.objects.filter(pk=run_id).update(created_at=when, scheduled_for=when,
+                                             attempt=attempt)
+    return run_id
+
+
+def jobs_by(family, *labels):
+    return {tuple(sample.labels[label] for label in labels): sample.value
+            for sample in family.samples}
+
+
+@override_settings(SISY_QUEUES=['default', 'emails', 'idle'])
+def test_waiting_hand_off_jobs_per_queue():
+    now = timezone.now()
+    add_run(make('nightly'), TaskRun.PENDING, claimed_ago=500)  # a task's run: not a job
+    enqueued(jobs.add, 30)
+    enqueued(jobs.add, 200, queue_name='emails')
+    enqueued(jobs.add, 100, queue_name='emails')
+    enqueued(jobs.add, 900, queue_name='emails', run_after=now + dt.timedelta(minutes=5))
+    enqueued(jobs.add, 900, queue_name='emails', attempt=2,  # a retry in its delay
+             run_after=now + dt.timedelta(seconds=30))
+    enqueued(jobs.add, 900, queue_name='emails', run_after=now - dt.timedelta(seconds=250))
+    taken = enqueued(jobs.add, 900, queue_name='emails')
+    TaskRun.objects.filter(pk=taken).update(status=TaskRun.RUNNING)  # no longer waiting
+    found = scrape()
+    assert jobs_by(found['sisy_pending_jobs'], 'queue', 'waiting_for') == {
+        ('default', 'worker'): 1, ('default', 'retry_delay'): 0, ('default', 'run_after'): 0,
+        ('emails', 'worker'): 3, ('emails', 'retry_delay'): 1, ('emails', 'run_after'): 1,
+        ('idle', 'worker'): 0, ('idle', 'retry_delay'): 0, ('idle', 'run_after'): 0}
+    ages = values(found['sisy_oldest_pending_job_age_seconds'], 'queue')
+    assert set(ages) == {'default', 'emails', 'idle'}
+    assert 30 <= ages['default'] < 35
+    assert 250 <= ages['emails'] < 255  # waiting since its run_after time
+    assert ages['idle'] == 0
+    assert values(found['sisy_pending_runs'], 'waiting_for') == {
+        'worker': 5, 'retry_delay': 1, 'run_after': 1}
+    assert 500 <= found['sisy_oldest_pending_run_age_seconds'].samples[0].value < 505
+
+
+def test_jobs_waiting_in_a_queue_left_out_of_sisy_queues_still_show():
+    with override_settings(SISY_QUEUES=['default', 'old']):
+        enqueued(jobs.add, 60, queue_name='old')
+    ages = values(scrape()['sisy_oldest_pending_job_age_seconds'], 'queue')
+    assert set(ages) == {'default', 'old'} and 60 <= ages['old'] < 65
 
 
 def test_an_empty_site():
     found = scrape()
     assert set(values(found['sisy_tasks'], 'state').values()) == {0.0}
     assert found['sisy_oldest_pending_run_age_seconds'].samples[0].value == 0
+    assert values(found['sisy_oldest_pending_job_age_seconds'], 'queue') == {'default': 0}
     assert found['sisy_last_tick_age_seconds'].samples[0].value == math.inf
     assert found['sisy_task_consecutive_failures'].samples == []
     assert values(found['sisy_run_duration_seconds'])['sisy_run_duration_seconds_count'] == 0

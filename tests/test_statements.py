@@ -56,8 +56,9 @@ def counting_commits():
 
 def due_tasks(kind, count, when):
     for number in range(count):
-        if kind == 'one-off':
-            Task.run_once(tasks.count_in_userdata)
+        if kind == 'one-off':  # as run_once saves it, before it claims the slot at once
+            task_with_callable(tasks.count_in_userdata, iterations=1,
+                               wait_for_schedule=False).save()
         else:
             task = task_with_callable(tasks.count_in_userdata, label='every-minute-%d' % number,
                                       schedule='* * * * *')

@@ -45,6 +45,8 @@ class Migration(migrations.Migration):
                 ('timeout', models.FloatField(blank=True, default=sisy.models.default_timeout, help_text='Seconds a run may take; a run past it is interrupted and recorded as "timeout". (Example: 300. Blank: no limit.)', null=True)),
                 ('retries', models.PositiveIntegerField(default=0, help_text='How many more attempts a run that ends in an error, a timeout or lost (its worker died) gets. (Example: 3.)')),
                 ('retry_delay', models.FloatField(default=60, help_text='Seconds to wait before each further attempt. (Example: 60.)')),
+                ('priority', models.SmallIntegerField(default=0, help_text='-100 to 100: among runs waiting for a worker, higher ones start first.')),
+                ('queue_name', models.CharField(default='default', help_text='The queue its runs wait in (one of SISY_QUEUES); workers can be dedicated to a queue.', max_length=100)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('modified_at', models.DateTimeField(auto_now=True)),
                 ('last_run', models.DateTimeField(blank=True, editable=False, null=True)),
@@ -75,6 +77,13 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('task_label', models.CharField(max_length=255)),
+                ('function', models.CharField(blank=True, help_text="A hand-off job's function (module:name); blank for a task's run.", max_length=255)),
+                ('arguments', models.TextField(blank=True, help_text="A hand-off job's arguments (JSON).")),
+                ('options', models.TextField(blank=True, help_text="A hand-off job's timeout, retries, retry delay and context (JSON).")),
+                ('return_value', models.TextField(blank=True, help_text='What the function returned (JSON).')),
+                ('first_attempt', models.IntegerField(blank=True, db_index=True, help_text="A hand-off job's later attempt: the id of its first (the job's id).", null=True)),
+                ('priority', models.SmallIntegerField(default=0)),
+                ('queue_name', models.CharField(default='default', max_length=100)),
                 ('scheduled_for', models.DateTimeField()),
                 ('attempt', models.PositiveIntegerField(default=1)),
                 ('status', models.CharField(choices=[('pending', 'waiting for a worker'), ('running', 'running'), ('ok', 'ok'), ('error', 'error'), ('timeout', 'timeout'), ('stopped', 'stopped by an operator'), ('lost', 'lost (worker stopped)'), ('skipped', 'skipped (task disabled or deleted)')], default='pending', max_length=10)),
@@ -113,7 +122,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='taskrun',
-            index=models.Index(fields=['status', 'id'], name='sisy_run_waiting'),
+            index=models.Index(fields=['status', 'queue_name', '-priority', 'id'], name='sisy_run_waiting'),
         ),
         migrations.AddIndex(
             model_name='taskrun',

@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -264,17 +265,41 @@ class Cluster:
 
     # HTTP
 
-    def post_form(self, page, action):
-        """GET `page` for its CSRF token, then POST the form to `action`; return the page after."""
-        base = 'http://127.0.0.1:%d' % self.port
-        opener = urllib.request.build_opener(
+    def browser(self):
+        """A WebClient on daphne with a cookie jar of its own, as one visitor's browser."""
+        return WebClient('http://127.0.0.1:%d' % self.port)
+
+
+class WebClient:
+    """GETs and form POSTs to a site, keeping its cookies (session and CSRF) between them."""
+
+    def __init__(self, base):
+        self.base = base
+        self.opener = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        html = opener.open(base + page, timeout=30).read().decode()
+
+    def get(self, path):
+        """(status, body) of a GET; an HTTP error's status too, rather than an exception."""
+        try:
+            with self.opener.open(self.base + path, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def get_json(self, path):
+        status, body = self.get(path)
+        assert status == 200, 'GET %s: %s\n%s' % (path, status, body[:2000])
+        return json.loads(body)
+
+    def post_form(self, page, action, fields=None):
+        """GET `page` for its CSRF token, then POST `fields` to `action`; return the page after."""
+        html = self.opener.open(self.base + page, timeout=30).read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+        data = dict(fields or {}, csrfmiddlewaretoken=token)
         request = urllib.request.Request(
-            base + action, data=urllib.parse.urlencode({'csrfmiddlewaretoken': token}).encode(),
-            headers={'Referer': base + page})
-        with opener.open(request, timeout=30) as response:
+            self.base + action, data=urllib.parse.urlencode(data).encode(),
+            headers={'Referer': self.base + page})
+        with self.opener.open(request, timeout=30) as response:
             return response.status, response.read().decode()
 
 

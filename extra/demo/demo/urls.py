@@ -5,6 +5,7 @@ from demoapp import views
 
 urlpatterns = [
     url(r'^$', views.index, name='index'),
-    url(r'^run-once/$', views.run_once, name='run-once'),
+    url(r'^hand-off/$', views.hand_off, name='hand-off'),
+    url(r'^jobs/(?P<job_id>\d+)/$', views.job, name='job'),
     url(r'^admin/', admin.site.urls),
 ]

@@ -1,4 +1,4 @@
-"""A model whose instance method runs as a Sisy task, and a record of one-off runs."""
+"""A model whose instance method runs as a Sisy task."""
 
 import logging
 import os
@@ -10,6 +10,7 @@ log = logging.getLogger('demoapp')
 
 
 def current_pid():
+    """The default of the removed OneOffRun.pid; migration 0001 still imports it."""
     return os.getpid()
 
 
@@ -28,12 +29,3 @@ class Counter(models.Model):
         log.info('Counter %r is now %d (instance method, task %r)',
                  self.name, self.count, message['task'].label)
 
-
-class OneOffRun(models.Model):
-    """Written by the one-off task the demo page starts, so the page can show it ran."""
-    requested_at = models.DateTimeField()
-    ran_at = models.DateTimeField(auto_now_add=True)
-    pid = models.IntegerField(default=current_pid)
-
-    class Meta:
-        ordering = ('-ran_at',)

@@ -1,17 +1,39 @@
-"""The demo's task functions: one of each kind Sisy can run.
+"""The demo's functions: a hand-off job (@task) and one cron task of each callable kind.
 
-Each takes one parameter, ``message``: a dict with the ``task`` (Sisy's Task
-row) and the Channels ``message`` that started the run.
+``tally`` is the job the demo page's button enqueues. The cron task functions
+take one parameter, ``message``: a dict with the ``task`` (Sisy's Task row)
+and the Channels ``message`` that started the run.
 """
 
 import logging
+import os
+import time
 
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from sisy.models import Task, TaskRun
+from sisy.tasks import task
 
 log = logging.getLogger('demoapp')
+
+
+class DemoFailure(Exception):
+    """What tally raises when the demo page asks it to fail."""
+
+
+@task
+def tally(work_seconds, fail=False):
+    """Count Sisy's tasks and runs after `work_seconds` of stand-in work; the demo page's job.
+
+    The pause stands for the slow part of real work (a mail server, an export),
+    so the page can show the job RUNNING. With `fail` it raises instead, to show
+    a FAILED job and its error.
+    """
+    log.info('Hand-off job tally: working for %s s', work_seconds)
+    time.sleep(work_seconds)
+    if fail:
+        raise DemoFailure('The demo page asked this job to fail.')
+    return {'tasks': Task.objects.count(), 'runs': TaskRun.objects.count(), 'pid': os.getpid()}
 
 
 def say_hello(message):
@@ -19,15 +41,6 @@ def say_hello(message):
     task = message['task']
     task.userdata['runs'] = task.userdata.get('runs', 0) + 1
     log.info('Hello from a function task (%r, run %d)', task.label, task.userdata['runs'])
-
-
-def one_off(message):
-    """Started once by the demo page (Task.run_once); records that it ran."""
-    from demoapp.models import OneOffRun
-    requested = parse_datetime(message['task'].userdata.get('requested_at', '')) or timezone.now()
-    OneOffRun.objects.create(requested_at=requested)
-    log.info('One-off task ran %.1f s after the page asked for it',
-             (timezone.now() - requested).total_seconds())
 
 
 class Reports:
