@@ -274,7 +274,7 @@ def test_a_tick_rings_for_each_claimed_batch_as_soon_as_it_commits(worker, soon,
     monkeypatch.setattr(dispatch, 'FIRST_BATCH', 2)
     monkeypatch.setattr(dispatch, 'CLAIM_BATCH', 3)
     for number in range(8):
-        Task.run_once(tasks.record)
+        make(label='due-%d' % number, when=soon)
     waiting_at_each_ring = []
     ring = doorbells.ring
 
