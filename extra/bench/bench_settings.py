@@ -5,6 +5,7 @@ SISY_BENCH_STACK (``postgresql-redis`` or ``sqlite-ipc``), SISY_BENCH_DATABASE
 (a PostgreSQL database name or an SQLite file) and SISY_BENCH_PREFIX (the
 channel layer's prefix), so a run never sees another's rows or messages.
 SISY_BENCH_REDIS_PORT, if set, is the Redis port (default 6379).
+SISY_BENCH_SQL_LOG, if set, times each process's statements (sqltimer.py).
 SISY_BENCH_URLCONF, if set, names the URLconf (``bench_urls`` includes sisy.urls).
 The database and layer settings are the demo's: CONN_MAX_AGE on PostgreSQL,
 WAL and a 30 s busy timeout on SQLite, each layer's default capacity.
@@ -43,6 +44,10 @@ else:
                                   'ROUTING': 'sisy.routing.channel_routing',
                                   'CONFIG': {'hosts': [('127.0.0.1', REDIS_PORT)],
                                              'prefix': PREFIX}}}
+
+if os.environ.get('SISY_BENCH_SQL_LOG'):
+    import sqltimer
+    sqltimer.install()
 
 SISY_HEARTBEAT_FREQUENCY = float(os.environ.get('SISY_HEARTBEAT_FREQUENCY', 1))
 if SISY_HEARTBEAT_FREQUENCY == int(SISY_HEARTBEAT_FREQUENCY):

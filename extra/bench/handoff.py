@@ -99,6 +99,8 @@ def parse_args():
                         help='use the Redis already on this port (keys of the script\'s own '
                              'prefixes only) instead of starting one')
     parser.add_argument('--profile', metavar='DIR', help='py-spy the Sisy workers in bursts')
+    parser.add_argument('--sql', action='store_true',
+                        help='time the statements of the Sisy processes in bursts (sqltimer.py)')
     parser.add_argument('--keep', action='store_true', help='keep the processes\' logs')
     args = parser.parse_args()
     args.parts = [part for part in args.parts.split(',') if part]
@@ -353,6 +355,8 @@ def troubles_text(result):
 def sisy_burst(system, args, templates, folder, number):
     stack_key, shape, kind = system.split('-')
     site = sisy_site(STACK_OF[stack_key], templates, folder, args.frequency)
+    if args.sql:
+        site.env['SISY_BENCH_SQL_LOG'] = os.path.join(site.folder, 'sql')
     spies = []
     try:
         if shape == 'reserved':
@@ -396,10 +400,30 @@ def sisy_burst(system, args, templates, folder, number):
                                                                result.get('last_start')))
                                  for worker, path in spies]
         result['troubles'] = site_troubles(site)
+        if args.sql:
+            site.stop_processes()  # each writes its statements' times as it exits
+            result['sql'] = sql_times(os.path.join(site.folder, 'sql'),
+                                      {worker.pid for worker in workers}, args.count)
         return result
     finally:
         stop_spies(spies)
         site.cleanup(keep_files=args.keep)
+
+
+def sql_times(prefix, worker_pids, count):
+    """{'workers' | 'others': [(kind, statements per run, ms per run)]}, largest first."""
+    spent = {'workers': collections.defaultdict(lambda: [0, 0.0]),
+             'others': collections.defaultdict(lambda: [0, 0.0])}
+    for path in glob.glob(prefix + '.*'):
+        group = 'workers' if int(path.rsplit('.', 1)[1]) in worker_pids else 'others'
+        with open(path) as log:
+            for name, (number, seconds) in json.load(log).items():
+                spent[group][name][0] += number
+                spent[group][name][1] += seconds
+    return {group: sorted(((name, number / count, 1000 * seconds / count)
+                           for name, (number, seconds) in kinds.items()),
+                          key=lambda entry: -entry[2])
+            for group, kinds in spent.items()}
 
 
 def wait_for_finishes(site, count, deadline):
@@ -471,6 +495,9 @@ def describe_burst(result):
                                                 result['duplicates'])
     for name, summary in result.get('profile', []):
         text += '\n      %s main thread: %s' % (name, summary)
+    for group, kinds in sorted(result.get('sql', {}).items()):
+        text += '\n      SQL of the %s (per run: statements, ms): %s' % (group, '; '.join(
+            '%s %.3f, %.3f' % entry for entry in kinds[:8]))
     return text + troubles_text(result)
 
 
