@@ -4,6 +4,7 @@ Called in the site's own processes (``manage.py shell -c``), with bench_settings
 Each set-up function takes and returns JSON-able values; times are epoch seconds.
 """
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -128,19 +129,29 @@ def warm_up(kind):
     return _caller(kind)(-1)
 
 
-def enqueue_burst(count):
-    """`count` calls of the @task's enqueue one after the other, each committing on its own."""
+def enqueue_burst(count, atomic=False):
+    """`count` calls of the @task's enqueue one after the other, each committing on its
+    own, or with `atomic` all in one transaction."""
     call = _caller('task')
-    cpu, started = time.process_time(), time.time()
-    keys = [call(number) for number in range(count)]
+    cpu, started, marks = time.process_time(), time.time(), {}
+    with transaction.atomic() if atomic else contextlib.suppress():
+        if atomic:
+            _mark_commit(marks)
+        keys = [call(number) for number in range(count)]
     return {'started': started, 'returned': time.time(), 'keys': keys,
-            'cpu': time.process_time() - cpu}
+            'cpu': time.process_time() - cpu, 'committed': marks.get('committed')}
+
+
+def _mark_commit(marks):
+    """Note in `marks` when the transaction commits: the first of its on_commit hooks."""
+    transaction.on_commit(lambda: marks.update(committed=time.time()))
 
 
 def run_once_burst(count):
     """`count` Task.run_once calls committed in one transaction (the issue's first harness)."""
-    cpu, started = time.process_time(), time.time()
+    cpu, started, marks = time.process_time(), time.time(), {}
     with transaction.atomic():
+        _mark_commit(marks)
         keys = ['T%d' % Task.run_once('bench_tasks.stamp_run').pk for _ in range(count)]
     return {'started': started, 'returned': time.time(), 'keys': keys,
-            'cpu': time.process_time() - cpu}
+            'cpu': time.process_time() - cpu, 'committed': marks.get('committed')}

@@ -29,8 +29,10 @@ burst: --count calls from one process, 2 workers (--workers). Counted from
   the moment the caller starts calling to the last function start (both
   systems) and to the last finish recorded in the run table (Sisy). Systems:
   pg-<shape>-enqueue (each ``enqueue`` its own commit, the workers running);
+  pg-<shape>-enqueue_atomic (the ``enqueue`` calls in one transaction);
   pg-<shape>-run_once (``Task.run_once`` calls committed in one transaction,
-  the issue's first harness); huey (``huey_consumer -k process -w 2``, the
+  the issue's first harness); for these two the rate from the commit is shown
+  too; huey (``huey_consumer -k process -w 2``, the
   consumer running while the caller enqueues). Shapes: plain (2 ``runworker``
   processes that handle everything, and ``sisy_heartbeat``) and reserved (a
   scheduler ``runworker --only-channels=sisy.heartbeat
@@ -73,7 +75,8 @@ sys.path.insert(0, HERE)
 import benchsite  # noqa: E402
 
 LATENCY = ('pg-task', 'pg-run_once', 'sqlite-task', 'sqlite-run_once', 'huey')
-BURST = ('pg-plain-enqueue', 'pg-reserved-enqueue', 'pg-plain-run_once', 'huey')
+BURST = ('pg-plain-enqueue', 'pg-reserved-enqueue', 'pg-plain-enqueue_atomic', 'pg-plain-run_once',
+         'huey')
 STACK_OF = {'pg': 'postgresql-redis', 'sqlite': 'sqlite-ipc'}
 SCHEDULER_CHANNELS = ['sisy.heartbeat', 'sisy.kill_task']
 RUN_CHANNELS = ['sisy.run_task']
@@ -113,9 +116,9 @@ def parse_args():
         stack, _, rest = name.partition('-')
         shape, _, kind = rest.partition('-')
         if name != 'huey' and (stack != 'pg' and stack != 'sqlite' or shape not in (
-                'plain', 'reserved') or kind not in ('enqueue', 'run_once')):
+                'plain', 'reserved') or kind not in ('enqueue', 'enqueue_atomic', 'run_once')):
             parser.error('unknown burst system %r: huey or <pg|sqlite>-<plain|reserved>-'
-                         '<enqueue|run_once>' % name)
+                         '<enqueue|enqueue_atomic|run_once>' % name)
     if args.profile:
         args.profile = os.path.abspath(args.profile)
         os.makedirs(args.profile, exist_ok=True)
@@ -365,7 +368,7 @@ def sisy_burst(system, args, templates, folder, number):
                                         RUN_CHANNELS if shape == 'reserved' else None)
                    for n in range(args.workers)]
         site.start_heartbeat()
-        warm = site.call('warm_up', kind='task' if kind == 'enqueue' else 'run_once')
+        warm = site.call('warm_up', kind='run_once' if kind == 'run_once' else 'task')
         wait_for_stamps(site.exec_log, [warm], time.time() + max(args.frequency, 1) + 30,
                         lambda: True)
         if args.profile:
@@ -374,8 +377,10 @@ def sisy_burst(system, args, templates, folder, number):
                   'Redis': list(REDIS_PID)}
         before = cpu_use(groups)
         machine = machine_busy()
-        burst = site.call('enqueue_burst' if kind == 'enqueue' else 'run_once_burst',
-                          count=args.count)
+        if kind == 'run_once':
+            burst = site.call('run_once_burst', count=args.count)
+        else:
+            burst = site.call('enqueue_burst', count=args.count, atomic=kind == 'enqueue_atomic')
         found = wait_for_stamps(site.exec_log, burst['keys'], time.time() + args.deadline,
                                 lambda: all(process.alive() for process in site.processes))
         done_at = time.time()
@@ -391,10 +396,11 @@ def sisy_burst(system, args, templates, folder, number):
         if last_finish is not None:
             result['rate_finish'] = args.count / (last_finish - burst['started'])
         window_start = burst['started']
-        if kind == 'run_once' and 'last_start' in result:
+        if burst.get('committed') and 'last_start' in result:
             # The first harness counted from the commit of the transaction.
-            result['rate_from_commit'] = args.count / (result['last_start'] - burst['returned'])
-            window_start = burst['returned']
+            result['rate_from_commit'] = args.count / (result['last_start'] - burst['committed'])
+            result['hooks'] = burst['returned'] - burst['committed']
+            window_start = burst['committed']
         if spies:
             result['profile'] = [(worker.name, summarise_trace(path, worker.pid, window_start,
                                                                result.get('last_start')))
@@ -485,7 +491,8 @@ def describe_burst(result):
         text += '; first start %.3f s' % result['first_start']
     text += '; calling took %.2f s' % result['calling']
     if 'rate_from_commit' in result:
-        text += ' in one transaction (%.0f runs/s from its commit)' % result['rate_from_commit']
+        text += (' in one transaction, of which %.2f s after its commit (its on_commit hooks); '
+                 '%.0f runs/s from the commit' % (result['hooks'], result['rate_from_commit']))
     if 'cpu' in result:
         text += '; CPU ms/run %.2f (%s)' % (sum(result['cpu'].values()), ', '.join(
             '%s %.2f' % (group, ms) for group, ms in sorted(result['cpu'].items())))
@@ -577,8 +584,8 @@ def where(stack):
     text = ' '.join(stack)
     if 'receive_many' in names:
         return 'waiting on its channel'
-    in_db = any(frame.startswith('execute ') and 'django/db/backends/utils.py' in frame
-                for frame in stack) or 'psycopg' in text
+    in_db = any(frame.split(' ', 1)[0] in ('execute', 'executemany', '_commit', '_rollback')
+                and 'django/db/backends/' in frame for frame in stack) or 'psycopg' in text
     for part, label in (('process_tick', 'tick'), ('kill_task', 'reap'),
                         ('execute_run', 'runs'), ('run_task', 'runs')):
         if part in names:
@@ -636,11 +643,11 @@ def main():
         return 2
     if not has_task_api():
         dropped = [name for name in args.latency_systems + args.burst_systems
-                   if name.endswith(('-task', '-enqueue'))]
+                   if name.endswith('-task') or '-enqueue' in name]
         if dropped:
             print('sisy.tasks is not in this tree: leaving out %s' % ', '.join(dropped))
         args.latency_systems = [n for n in args.latency_systems if not n.endswith('-task')]
-        args.burst_systems = [n for n in args.burst_systems if not n.endswith('-enqueue')]
+        args.burst_systems = [n for n in args.burst_systems if '-enqueue' not in n]
     folder = tempfile.mkdtemp(prefix='sisy-bench-handoff-')
     redis_server = None
     if args.redis_port:
