@@ -103,6 +103,15 @@ def _check_queues():
             hint="List the queues runs may wait in, 'default' first, e.g. ['default', "
                  "'emails']; a name has 1 to 50 letters, digits, '_' or '-'.",
             id='sisy.E011')]
+    base = setting('SISY_RUN_TASK_CHANNEL')
+    from sisy.doorbells import channel_for
+    too_long = [channel_for(name) for name in names if isinstance(base, str)
+                and not CHANNEL_NAME.match(channel_for(name))]
+    if too_long:
+        return [checks.Error(
+            'The run channels of these queues are longer than 99 characters: %s.'
+            % ', '.join(too_long),
+            hint='Shorten the queue names or SISY_RUN_TASK_CHANNEL.', id='sisy.E011')]
     return []
 
 

@@ -91,7 +91,7 @@ class TaskResult:
 
     def _load(self, runs):
         first, last = runs[0], runs[-1]
-        self.id = str(first.pk)
+        self.id = str(first.job_id)  # its first attempt's, even once that is pruned
         self._function = first.function
         arguments = json.loads(first.arguments or '{}')
         self.args, self.kwargs = arguments.get('args', []), arguments.get('kwargs', {})

@@ -23,7 +23,7 @@ def retry_delay(task, run, outcome):
         return None
     if run.is_job:
         options = run.job_options
-        retries, delay, last_slot = options.get('retries', 0), options.get('retry_delay', 0), True
+        retries, delay, last_slot = options.get('retries', 0), options.get('retry_delay', 60), True
     else:
         retries, delay, last_slot = task.retries, task.retry_delay, task.finished_at is not None
     if run.attempt <= retries:

@@ -148,3 +148,10 @@ def test_default_timeout(value, ok):
     with override_settings(SISY_DEFAULT_TIMEOUT=value):
         problems = sisy_checks.check_settings()
     assert ids(problems) == ([] if ok else ['sisy.E008'])
+
+
+def test_a_queue_whose_run_channel_would_be_too_long_is_named(settings):
+    settings.SISY_RUN_TASK_CHANNEL = 'r' * 60
+    settings.SISY_QUEUES = ['default', 'q' * 45]
+    errors = [error for error in sisy_checks.check_settings() if error.id == "sisy.E011"]
+    assert len(errors) == 1 and 'r' * 60 + '.' + 'q' * 45 in errors[0].msg

@@ -109,3 +109,16 @@ def test_none_keeps_the_tick_records_too():
     ticked('live', 0)
     history.prune_runs(timezone.now())
     assert TickRecord.objects.count() == 2
+
+
+def test_a_job_keeps_its_id_when_pruning_took_its_first_attempt():
+    from sisy.testing import run_due_tasks
+    from tests.testapp import jobs
+    result = jobs.fail_once.enqueue('pruned')
+    run_due_tasks()
+    old = timezone.now() - dt.timedelta(days=40)
+    TaskRun.objects.filter(pk=int(result.id)).update(created_at=old)
+    history.prune_runs(timezone.now())
+    assert not TaskRun.objects.filter(pk=int(result.id)).exists()
+    later = jobs.fail_once.get_result(result.id)
+    assert later.id == result.id and later.status == 'SUCCESSFUL'
