@@ -104,6 +104,9 @@ def parse_args():
     parser.add_argument('--profile', metavar='DIR', help='py-spy the Sisy workers in bursts')
     parser.add_argument('--sql', action='store_true',
                         help='time the statements of the Sisy processes in bursts (sqltimer.py)')
+    parser.add_argument('--async-commit', action='store_true',
+                        help='an experiment: PostgreSQL sites with synchronous_commit=off, to '
+                             'tell how much of a burst waits for the WAL to reach the disk')
     parser.add_argument('--keep', action='store_true', help='keep the processes\' logs')
     args = parser.parse_args()
     args.parts = [part for part in args.parts.split(',') if part]
@@ -272,8 +275,11 @@ def median_of(results, key):
     return statistics.median(values) if values else None
 
 
-def sisy_site(stack, templates, folder, frequency):
-    return benchsite.Site(stack, templates[stack], folder, frequency=frequency)
+def sisy_site(stack, templates, folder, frequency, async_commit=False):
+    site = benchsite.Site(stack, templates[stack], folder, frequency=frequency)
+    if async_commit:
+        site.env['SISY_BENCH_ASYNC_COMMIT'] = '1'
+    return site
 
 
 def site_troubles(site):
@@ -285,7 +291,7 @@ def site_troubles(site):
 
 def sisy_latency(system, args, templates, folder):
     stack_key, kind = system.split('-', 1)
-    site = sisy_site(STACK_OF[stack_key], templates, folder, args.frequency)
+    site = sisy_site(STACK_OF[stack_key], templates, folder, args.frequency, args.async_commit)
     try:
         site.start_runworker('worker-1')
         site.start_heartbeat()
@@ -357,7 +363,7 @@ def troubles_text(result):
 
 def sisy_burst(system, args, templates, folder, number):
     stack_key, shape, kind = system.split('-')
-    site = sisy_site(STACK_OF[stack_key], templates, folder, args.frequency)
+    site = sisy_site(STACK_OF[stack_key], templates, folder, args.frequency, args.async_commit)
     if args.sql:
         site.env['SISY_BENCH_SQL_LOG'] = os.path.join(site.folder, 'sql')
     spies = []
@@ -657,8 +663,9 @@ def main():
         benchsite.REDIS['port'] = redis_server.port
         REDIS_PID.append(redis_server.process.pid)
     os.environ['SISY_BENCH_REDIS_PORT'] = str(benchsite.REDIS['port'])
-    print('Huey %s; %d round(s); heartbeat every %g s; Redis on port %d; %s; %s' % (
+    print('Huey %s; %d round(s); heartbeat every %g s; Redis on port %d;%s %s; %s' % (
         huey.__version__, args.rounds, args.frequency, benchsite.REDIS['port'],
+        ' PostgreSQL synchronous_commit=off (an experiment);' if args.async_commit else '',
         time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), benchsite.code_state()))
     print(' '.join(sys.argv))
     print(benchsite.machine_state(), flush=True)
