@@ -25,28 +25,30 @@ latency: commit-to-start. One idle worker (a plain ``runworker``, which also
   (``Task.run_once``), for the stacks pg (PostgreSQL + Redis) and sqlite
   (SQLite + asgi_ipc); and huey (``RedisHuey``).
 
-burst: --count calls from one process, 2 workers (--workers). Counted from
+burst: --count calls from one process, 2 workers (--workers), counted from
   the moment the caller starts calling to the last function start (both
   systems) and to the last finish recorded in the run table (Sisy). Systems:
-  pg-<shape>-enqueue (each ``enqueue`` its own commit, the workers running);
-  pg-<shape>-enqueue_atomic (the ``enqueue`` calls in one transaction);
-  pg-<shape>-run_once (``Task.run_once`` calls committed in one transaction,
-  the issue's first harness); for these two the rate from the commit is shown
-  too; huey (``huey_consumer -k process -w 2``, the
-  consumer running while the caller enqueues). Shapes: plain (2 ``runworker``
-  processes that handle everything, and ``sisy_heartbeat``) and reserved (a
-  scheduler ``runworker --only-channels=sisy.heartbeat
-  --only-channels=sisy.kill_task``, 2 ``runworker --only-channels=sisy.run_task``,
-  and ``sisy_heartbeat``). Each line also gives the CPU time per run that the
-  caller, the workers (Huey: the consumer and its worker processes), the site's
-  PostgreSQL backends and the private Redis spent from the first call to the
-  last start (less sensitive to other work on the machine than runs/s), and how
-  busy the whole machine was meanwhile. With --profile DIR,
-  py-spy samples each Sisy worker during the burst (DIR/<system>-r<round>-
-  <worker>.json, Chrome trace format) and a line per worker says where its
-  main thread spent the burst: waiting on its channel, in database calls, in
-  Python (from the start of the calls, or from the commit for run_once, to the
-  last function start).
+  <stack>-<shape>-enqueue: each ``enqueue`` its own commit, the workers
+  running meanwhile; <stack>-<shape>-enqueue_atomic: the ``enqueue`` calls in
+  one transaction; <stack>-<shape>-run_once: ``Task.run_once`` calls in one
+  transaction (the issue's first harness). For the last two the rate from the
+  commit is shown too, and how long the caller's on_commit hooks took after it.
+  huey: ``huey_consumer -k process -w 2``, running while the caller enqueues.
+  Shapes: plain (2 ``runworker`` processes that handle everything, and
+  ``sisy_heartbeat``) and reserved (a scheduler ``runworker
+  --only-channels=sisy.heartbeat --only-channels=sisy.kill_task``, 2
+  ``runworker --only-channels=sisy.run_task``, and ``sisy_heartbeat``).
+  Each line also gives the CPU time per run that the caller, the workers
+  (Huey: the consumer and its worker processes), the site's PostgreSQL
+  backends and the private Redis spent from the first call to the last start
+  (less sensitive to other work on the machine than runs/s), and how busy the
+  whole machine was meanwhile. --sql adds the statements per run of the
+  workers and of the other processes (the caller) and their time. With
+  --profile DIR, py-spy samples each Sisy worker during the burst
+  (DIR/<system>-r<round>-<worker>.json, Chrome trace format) and a line per
+  worker says where its main thread spent the burst (from the first call, or
+  from the commit, to the last function start): waiting on its channel, in
+  database calls, in Python.
 
 Systems whose API is missing (``sisy.tasks`` before issue 15) are left out
 with a note. Every wait has a deadline; whatever the script created
@@ -60,6 +62,7 @@ import importlib.util
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -310,7 +313,6 @@ def sisy_latency(system, args, templates, folder):
 
 def huey_latency(args, folder):
     with huey_queue(folder, 1) as (bench_huey, exec_log, consumer):
-        import random
         bench_huey.stamp('W')  # warm-up: the connection, and the consumer's first task
         wait_for_stamps(exec_log, ['W'], time.time() + 30, consumer.alive)
         rng = random.Random(int(time.time()))
@@ -379,8 +381,9 @@ def sisy_burst(system, args, templates, folder, number):
                         lambda: True)
         if args.profile:
             spies = start_spies(args.profile, '%s-r%d' % (system, number), workers)
-        groups = {'workers': [w.pid for w in workers], 'PostgreSQL': backend_pids(site),
-                  'Redis': list(REDIS_PID)}
+        groups = {'workers': [w.pid for w in workers]}
+        if site.stack == 'postgresql-redis':
+            groups.update(PostgreSQL=backend_pids(site), Redis=list(REDIS_PID))
         before = cpu_use(groups)
         machine = machine_busy()
         if kind == 'run_once':
@@ -392,8 +395,8 @@ def sisy_burst(system, args, templates, folder, number):
         done_at = time.time()
         machine = busy_share(machine, machine_busy())
         last_finish = wait_for_finishes(site, len(burst['keys']) + 1, done_at + 10)
-        # A backend that started during the burst spent all its CPU time in it.
-        groups['PostgreSQL'] = sorted(set(groups['PostgreSQL']) | set(backend_pids(site)))
+        if 'PostgreSQL' in groups:  # a backend that started during the burst: all its CPU
+            groups['PostgreSQL'] = sorted(set(groups['PostgreSQL']) | set(backend_pids(site)))
         spent = cpu_per_run(before, cpu_use(groups), args.count, burst['cpu'])
         stop_spies(spies)
         result = burst_figures(burst, found)
