@@ -44,19 +44,18 @@ def queue_of(channel_name):
 def ring(now, count, queue=None):
     """Send up to `count` run messages per queue for its first due pending runs; return how many.
 
-    Only `queue` if given, else every queue of SISY_QUEUES (one query when
-    there is just the default). Stops quietly when a channel is full: its
+    Only `queue` if given, else every queue of SISY_QUEUES: one query each.
+    Runs of a queue no longer listed are left alone, as no worker serves them
+    (sisy_health reports them). Stops quietly when a channel is full: its
     workers have messages enough.
     """
     queues = [queue] if queue is not None else list(setting('SISY_QUEUES'))
     waiting = TaskRun.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
                                      status=TaskRun.PENDING)
-    if queues != [DEFAULT_QUEUE] or queue is not None:
-        waiting = waiting.filter(queue_name__in=queues)
     rung = 0
     for name in queues:
-        runs = waiting if len(queues) == 1 else waiting.filter(queue_name=name)
-        ids = runs.order_by('-priority', 'pk').values_list('pk', flat=True)[:count]
+        ids = (waiting.filter(queue_name=name).order_by('-priority', 'pk')
+               .values_list('pk', flat=True)[:count])
         rung += _send([(run_id, name) for run_id in ids])
     return rung
 

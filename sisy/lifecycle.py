@@ -92,21 +92,27 @@ def claim(tasks, when, ring=False):
 
 
 def add_job(function, label, arguments, options, priority, queue_name, not_before=None,
-            now=None):
+            now=None, ring=True):
     """Write a hand-off job as a pending run; return it. One INSERT, no commit of its own.
 
-    Due now (no `not_before`), it gets a doorbell when the caller's
-    transaction commits (at once outside one); nothing if that rolls back.
-    Later, the first tick at or after `not_before` rings for it.
+    Due now (no `not_before`, or one that has passed), it gets a doorbell when
+    the caller's transaction commits (at once outside one); nothing if that
+    rolls back, nor with ring=False (eager mode runs it in the caller's
+    process). Later, the first tick at or after `not_before` rings for it.
     """
     now = now or timezone.now()
     run = TaskRun.objects.create(
         task_label=label, function=function, arguments=json.dumps(arguments),
         options=json.dumps(options, sort_keys=True), priority=priority, queue_name=queue_name,
         scheduled_for=not_before or now, not_before=not_before)
-    if not_before is None:
+    if ring and is_due(not_before, now):
         doorbells.ring_on_commit([(run.pk, queue_name)])
     return run
+
+
+def is_due(not_before, now):
+    """Whether a run that may start at `not_before` (None: at once) may start at `now`."""
+    return not_before is None or not_before <= now
 
 
 def _finish_unrun(task, when):
@@ -145,7 +151,7 @@ def lose_expired(now):
         lost += 1
         log.warning('Run %s of %r on %s pid %s was lost (its worker stopped)', run.pk,
                     run.task_label, run.host, run.pid)
-        run.status, run.lease_until, run.error = TaskRun.LOST, None, error
+        run.status, run.lease_until, run.error, run.finished_at = TaskRun.LOST, None, error, now
         signals.send_run_finished(run.task, run)
     return lost
 

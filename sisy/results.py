@@ -16,6 +16,7 @@ from sisy.models import TaskRun
 
 # The last line of a traceback: the exception's (dotted) class, then its message.
 EXCEPTION_LINE = re.compile(r'^([A-Za-z_][\w.]*)(?::|$)')
+TRACEBACK_START = 'Traceback (most recent call last):'
 
 
 class TaskResultStatus(str, enum.Enum):
@@ -55,13 +56,17 @@ class TaskError:
 
 
 class TaskContext:
-    """What a job made with takes_context=True is called with first."""
+    """What a job made with takes_context=True is called with first.
+
+    task_result is None when the function is run with Task.call(), as no job exists.
+    """
 
     def __init__(self, task_result, attempt):
         self.task_result, self.attempt = task_result, attempt
 
     def __repr__(self):
-        return '<TaskContext job %s attempt %s>' % (self.task_result.id, self.attempt)
+        job = self.task_result.id if self.task_result is not None else None
+        return '<TaskContext job %s attempt %s>' % (job, self.attempt)
 
 
 class TaskResult:
@@ -131,10 +136,17 @@ def exception_class_path(error):
     Built-in exceptions get 'builtins.', as Django's tasks framework names them.
     A run lost with its worker has no traceback: sisy.runner.RunInterrupted.
     """
-    if 'Traceback (most recent call last)' in (error or ''):
-        for line in reversed(error.splitlines()):
-            found = EXCEPTION_LINE.match(line)
-            if found:
-                name = found.group(1)
-                return name if '.' in name else 'builtins.%s' % name
+    if TRACEBACK_START not in (error or ''):
+        return 'sisy.runner.RunInterrupted'
+    lines = error.splitlines()
+    # The exception's line is the first one after the last traceback's indented frames;
+    # its message may go on over more lines ("DETAIL: ..."), which must not be taken
+    # for it.
+    start = max(number for number, line in enumerate(lines) if TRACEBACK_START in line)
+    following = [line for line in lines[start + 1:] if line and not line[0].isspace()]
+    for line in following[:1] + list(reversed(lines)):
+        found = EXCEPTION_LINE.match(line)
+        if found:
+            name = found.group(1)
+            return name if '.' in name else 'builtins.%s' % name
     return 'sisy.runner.RunInterrupted'

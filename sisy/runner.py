@@ -225,7 +225,10 @@ def _execute_job(run, batch):
     if outcome == TaskRun.OK:
         problem = json_problem(value, 'the return value')
         if problem:
-            outcome, error = TaskRun.ERROR, 'TypeError: %s' % problem
+            try:  # recorded as a traceback, so the job's errors name TypeError as its class
+                raise TypeError(problem)
+            except TypeError:
+                outcome, error = TaskRun.ERROR, traceback.format_exc()
             log.error('Job %r (run %s): %s', run.function, run.pk, problem)
         else:
             returned = json.dumps(value)

@@ -126,10 +126,14 @@ class PortableStorage:
                 .select_related('task'))
 
     def lose(self, run_id, now, error):
-        """Record an expired run lost, if it still is running and expired; True if this did."""
+        """Record an expired run lost, if it still is running and expired; True if this did.
+
+        Its finished_at is `now`, when it was found lost: a job whose last
+        attempt was lost has finished then (TaskResult.finished_at).
+        """
         return bool(TaskRun.objects.filter(pk=run_id, status=TaskRun.RUNNING,
                                            lease_until__lt=_clock(now)).update(
-            status=TaskRun.LOST, lease_until=None, error=error))
+            status=TaskRun.LOST, lease_until=None, error=error, finished_at=now))
 
     # -- the worker's side: take, renew, give back, finish ------------------------------
 

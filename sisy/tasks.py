@@ -108,13 +108,15 @@ class Task:
         not_before = self.run_after
         if isinstance(not_before, dt.timedelta):
             not_before = now + not_before
+        # Eager: run here, with no doorbell to wake a worker that would race this process.
+        eager = setting('SISY_ALWAYS_EAGER') and lifecycle.is_due(not_before, now)
         run = lifecycle.add_job(
             self._path, self.module_path, {'args': list(args), 'kwargs': kwargs},
             {'timeout': self.timeout, 'retries': self.retries, 'retry_delay': self.retry_delay,
              'takes_context': self.takes_context},
-            self.priority, self.queue_name, not_before=not_before, now=now)
+            self.priority, self.queue_name, not_before=not_before, now=now, ring=not eager)
         result = TaskResult(self, [run])
-        if setting('SISY_ALWAYS_EAGER') and not_before is None:
+        if eager:
             testing.run_job_eagerly(run)
             result.refresh()
         return result

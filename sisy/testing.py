@@ -33,8 +33,9 @@ def run_due_tasks(now=None):
     is how a test makes a later slot, a `delay_until` or a retry's delay come
     due. The tasks due at `now` are claimed as a tick at `now` would claim them,
     then every pending run due by `now` (claimed now or earlier, retries whose
-    delay has passed by `now`) is run here, oldest first, including retries that
-    come due during the call. Runs are timed by the real clock. Lost-run
+    delay has passed by `now`) is run here in the order workers take them
+    (highest priority, then oldest), including retries that come due during
+    the call. Runs are timed by the real clock. Lost-run
     recovery and the reaper are left to real ticks. Returns the runs executed,
     in order, as now stored.
     """
@@ -45,7 +46,7 @@ def run_due_tasks(now=None):
                          'timedelta(days=1); got %r.' % (now,))
     dispatch.claim_due_tasks(now)
     due = (TaskRun.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
-                                  status=TaskRun.PENDING).order_by('pk'))
+                                  status=TaskRun.PENDING).order_by('-priority', 'pk'))
     doorbell, tried, ran = _doorbell(), [], []
     while True:
         run_id = due.exclude(pk__in=tried).values_list('pk', flat=True).first()
@@ -62,8 +63,17 @@ def on_task_due_now(sender, task, **ignored):
 
 
 def run_job_eagerly(run):
-    """SISY_ALWAYS_EAGER for a hand-off job: take and execute its run in this process."""
-    _execute([run.pk], _doorbell())
+    """SISY_ALWAYS_EAGER for a hand-off job: execute it in this process, with its retries due now.
+
+    A retry with a retry_delay waits, as a worker's would, for run_due_tasks(now=...).
+    """
+    doorbell, run_id = _doorbell(), run.pk
+    while run_id is not None:
+        _execute([run_id], doorbell)
+        run_id = (TaskRun.objects.filter(Q(not_before__isnull=True)
+                                         | Q(not_before__lte=timezone.now()),
+                                         first_attempt=run.job_id, status=TaskRun.PENDING)
+                  .values_list('pk', flat=True).first())
 
 
 def _run_eagerly(task):

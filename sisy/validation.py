@@ -291,9 +291,13 @@ def _json_problem(value, place, open_ids, depth):
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
+                    try:
+                        back = json.loads(json.dumps({key: 0}))
+                    except (TypeError, ValueError):  # a key JSON has no text for (a tuple)
+                        return ('%s has the key %r (%s), which JSON cannot carry. Use string '
+                                'keys.' % (place, key, _kind_of(key)))
                     return ('%s has the key %r (%s); JSON keys are strings, so it would come '
-                            'back as %r. Use string keys.'
-                            % (place, key, _kind_of(key), json.loads(json.dumps({key: 0}))))
+                            'back as %r. Use string keys.' % (place, key, _kind_of(key), back))
                 found = _json_problem(item, '%s[%r]' % (place, key), open_ids, depth + 1)
                 if found:
                     return found

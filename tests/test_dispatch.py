@@ -4,14 +4,16 @@ import datetime as dt
 import logging
 
 import pytest
-from django.db import connection
+from channels.message import Message
+from django.db import connection, transaction
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from sisy import consumers, dispatch, doorbells
 from sisy.models import Task, TaskRun, task_with_callable
 from tests.conftest import finish_run, take_one, unclaimed_one_off
-from tests.testapp import tasks
+from tests.testapp import jobs, tasks
 from tests.testapp.models import Call, Counter
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures('sql_path')]
@@ -309,7 +311,6 @@ def test_a_worker_stops_taking_runs_after_its_drain_time_and_rings_again(worker,
     worker.layer.channel_layer.flush()
     worker.layer.send('sisy.run_task', {'run_id': TaskRun.objects.order_by('pk')[0].pk})
     channel, content = worker.layer.channel_layer.receive(['sisy.run_task'], block=False)
-    from channels.message import Message
     assert runner.execute_run(content['run_id'], Message(content, channel, worker.layer)) \
         == ['ok']
     assert len(worker.pending('sisy.run_task')) == 1, 'no message left for the other runs'
@@ -425,3 +426,183 @@ def test_tick_cost_follows_due_tasks_not_table_size(soon):
             cursor.execute('EXPLAIN ' + sql, params)
             plan = ' '.join(row[0] for row in cursor.fetchall())
             assert 'sisy_task_due' in plan and 'Seq Scan' not in plan
+
+
+# -- immediate runs: claimed in the caller's write, rung for when it commits -----------
+
+IMMEDIATE = ['run_once', 'run_iterations', 'run_now']
+
+
+class Rollback(Exception):
+    pass
+
+
+def nightly():
+    """A task whose next slot is hours away: 'Run now' is the only way it runs soon."""
+    return make(label='nightly', schedule='30 0 * * *')
+
+
+def immediately(kind, existing=None):
+    """Make a run due now the way `kind` does (`existing`: run_now's task); return the task."""
+    if kind == 'run_once':
+        return Task.run_once(tasks.record)
+    if kind == 'run_iterations':
+        return Task.run_iterations(tasks.record, iterations=3, label='thrice',
+                                   schedule='0 3 * * *', run_immediately=True)
+    assert dispatch.run_now(Task.objects.filter(pk=existing.pk), timezone.now()) == 1
+    return existing
+
+
+def doorbells_on(worker, channel='sisy.run_task'):
+    return [content for _, content in worker.pending(channel)]
+
+
+@pytest.mark.parametrize('kind', IMMEDIATE)
+def test_an_immediate_run_is_claimed_by_the_call_and_a_tick_at_that_moment_claims_no_more(
+        kind, worker):
+    existing = nightly() if kind == 'run_now' else None
+    task = immediately(kind, existing)
+    [run] = TaskRun.objects.all()  # pending right after the call: no tick was needed
+    assert (run.task_id, run.status) == (task.pk, TaskRun.PENDING)
+    now = timezone.now()
+    assert dispatch.claim_due_tasks(now) == []
+    worker.tick(now)  # a heartbeat's tick at the same moment, then the worker
+    worker.tick(now)
+    assert calls() == 1 and TaskRun.objects.count() == 1
+    assert TaskRun.objects.get().status == TaskRun.OK
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize('kind', IMMEDIATE)
+def test_an_immediate_run_rolled_back_is_neither_claimed_nor_rung_for(kind, worker):
+    existing = nightly() if kind == 'run_now' else None
+    slot = existing.next_run if existing else None
+    with pytest.raises(Rollback):
+        with transaction.atomic():
+            immediately(kind, existing)
+            assert TaskRun.objects.count() == 1  # claimed in the caller's transaction...
+            raise Rollback
+    assert TaskRun.objects.count() == 0  # ...so nothing is left of it
+    assert doorbells_on(worker) == []
+    if existing:
+        assert Task.objects.get(pk=existing.pk).next_run == slot
+    else:
+        assert Task.objects.count() == 0
+    worker.tick(timezone.now())
+    assert calls() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize('kind', IMMEDIATE)
+def test_an_immediate_run_gets_one_doorbell_naming_it_when_its_transaction_commits(
+        kind, worker):
+    existing = nightly() if kind == 'run_now' else None
+    with transaction.atomic():
+        immediately(kind, existing)
+        assert doorbells_on(worker) == [], 'rung before the commit'
+    [run] = TaskRun.objects.all()
+    assert doorbells_on(worker) == [{'run_id': run.pk}]
+    worker.deliver()
+    assert calls() == 1 and TaskRun.objects.get().status == TaskRun.OK
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize('kind', IMMEDIATE)
+def test_an_immediate_run_outside_a_transaction_is_rung_for_at_once(kind, worker):
+    existing = nightly() if kind == 'run_now' else None
+    immediately(kind, existing)
+    assert doorbells_on(worker) == [{'run_id': TaskRun.objects.get().pk}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_is_rung_for_when_its_transaction_commits_and_not_if_it_rolls_back(worker):
+    with pytest.raises(Rollback):
+        with transaction.atomic():
+            jobs.add.enqueue(1, 2)
+            raise Rollback
+    assert TaskRun.objects.count() == 0 and doorbells_on(worker) == []
+    with transaction.atomic():
+        result = jobs.add.enqueue(1, 2)
+        assert doorbells_on(worker) == []
+    assert doorbells_on(worker) == [{'run_id': int(result.id)}]
+    jobs.add.enqueue(3, 4)  # outside a transaction: at once
+    assert len(doorbells_on(worker)) == 2
+    worker.deliver()
+    assert sorted(Call.objects.values_list('run_id', flat=True)) == [3, 7]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_whose_run_after_has_passed_is_rung_for_at_once(worker):
+    passed = jobs.add.using(run_after=timezone.now() - dt.timedelta(seconds=1)).enqueue(1, 1)
+    now = jobs.add.using(run_after=dt.timedelta(0)).enqueue(2, 2)
+    later = jobs.add.using(run_after=dt.timedelta(minutes=5)).enqueue(3, 3)
+    assert doorbells_on(worker) == [{'run_id': int(passed.id)}, {'run_id': int(now.id)}]
+    worker.deliver()
+    assert sorted(Call.objects.values_list('run_id', flat=True)) == [2, 4]
+    assert TaskRun.objects.get(pk=later.id).status == TaskRun.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(SISY_QUEUES=['default', 'emails'])
+def test_a_run_on_a_queue_is_rung_for_on_that_queues_channel(worker):
+    result = jobs.add.using(queue_name='emails').enqueue(1, 2)
+    task = make(label='mailing', schedule='30 0 * * *', queue_name='emails')
+    dispatch.run_now(Task.objects.filter(pk=task.pk), timezone.now())
+    run = TaskRun.objects.get(task=task)
+    assert run.queue_name == 'emails'
+    assert doorbells_on(worker, 'sisy.run_task.emails') == [
+        {'run_id': int(result.id)}, {'run_id': run.pk}]
+    assert doorbells_on(worker) == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize('delay, rung', [(0, True), (60, False)])
+def test_a_retry_due_at_once_is_rung_for_when_the_failure_is_recorded(delay, rung, worker):
+    task = unclaimed_one_off(tasks.explode, retries=1, retry_delay=delay)
+    dispatch.claim_due_tasks(timezone.now())
+    first = take_one(timezone.now(), MINUTE)
+    worker.layer.channel_layer.flush()
+    assert finish_run(first, TaskRun.ERROR, 'boom')
+    retry = TaskRun.objects.get(task=task, attempt=2)
+    assert doorbells_on(worker) == ([{'run_id': retry.pk}] if rung else [])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_jobs_retry_is_rung_for_when_the_failure_commits_not_before(worker):
+    job_id = int(jobs.always_fails.enqueue().id)  # retries=2, retry_delay=0
+    job_run = take_one(timezone.now(), MINUTE, job_id)
+    worker.layer.channel_layer.flush()
+    with transaction.atomic():
+        assert finish_run(job_run, TaskRun.ERROR, 'boom')
+        assert doorbells_on(worker) == []
+    retry = TaskRun.objects.get(first_attempt=job_id)
+    assert (retry.attempt, retry.status) == (2, TaskRun.PENDING)
+    assert doorbells_on(worker) == [{'run_id': retry.pk}]
+
+
+@override_settings(SISY_QUEUES=['default', 'emails'])
+def test_a_worker_woken_on_a_queues_channel_drains_only_that_queue(worker):
+    emails = [int(jobs.label_call.using(queue_name='emails').enqueue('email-%d' % n).id)
+              for n in range(3)]
+    for n in range(3):
+        jobs.label_call.enqueue('default-%d' % n)
+    consumers.run_task(Message({'run_id': emails[0]}, 'sisy.run_task.emails', worker.layer))
+    assert sorted(Call.objects.values_list('label', flat=True)) == [
+        'email-0', 'email-1', 'email-2']
+    assert TaskRun.objects.filter(queue_name='default', status=TaskRun.PENDING).count() == 3
+    # A doorbell for a run another worker took already wakes this one for its queue's next.
+    consumers.run_task(Message({'run_id': emails[0]}, 'sisy.run_task', worker.layer))
+    assert Call.objects.count() == 6
+
+
+def test_a_tick_rings_for_the_listed_queues_only(worker, settings, soon):
+    settings.SISY_QUEUES = ['default', 'emails']
+    left = jobs.add.using(queue_name='emails').enqueue(1, 1)
+    settings.SISY_QUEUES = ['default']  # the emails workers were retired
+    dispatch.process_tick(soon)
+    assert worker.pending('sisy.run_task') == []
+    assert worker.pending('sisy.run_task.emails') == []
+    settings.SISY_QUEUES = ['default', 'emails']
+    dispatch.process_tick(soon)
+    assert [content['run_id'] for content in doorbells_on(worker, 'sisy.run_task.emails')] == [
+        int(left.id)]

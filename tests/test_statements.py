@@ -8,13 +8,13 @@ import contextlib
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.utils import CursorDebugWrapper
 from django.test.utils import CaptureQueriesContext
 
 from sisy import dispatch, runner, storage
 from sisy.models import SlotEvent, Task, TaskRun, TickRecord, task_with_callable
-from tests.testapp import tasks
+from tests.testapp import jobs, tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,6 +86,42 @@ def test_runs_cost_a_few_statements_per_batch_on_the_worker(kind, per_batch, soo
     # one-off tasks that have finished.
     assert len(statements(captured)) <= 10 + 9 * per_batch, statements(captured)
     assert commits[0] == 10 + 9
+
+
+def test_a_backlog_of_jobs_costs_the_worker_what_cron_runs_cost(monkeypatch):
+    monkeypatch.setattr(runner.RunBatch, 'pace', None)
+    job_ids = [int(jobs.echo.enqueue(number).id) for number in range(BACKLOG)]
+    with CaptureQueriesContext(connection) as captured, counting_commits() as commits:
+        outcomes = runner.execute_run(job_ids[0], None)
+    assert outcomes == ['ok'] * BACKLOG
+    assert len(takes(captured)) == 10, [sql[:60] for sql in takes(captured)]
+    # Before each later take, the batch before it is recorded in one statement: its
+    # runs' outcomes and return values (a job has no task to settle). Cron runs cost
+    # 2 a batch, one-off tasks 4 (test_runs_cost_a_few_statements_per_batch_on_the_worker).
+    assert len(statements(captured)) <= 10 + 9 * 1, statements(captured)
+    assert commits[0] == 10 + 9
+    assert TaskRun.objects.filter(status='ok').count() == BACKLOG
+
+
+def test_enqueue_costs_one_statement_outside_a_transaction():
+    with CaptureQueriesContext(connection) as captured, counting_commits() as commits:
+        jobs.add.enqueue(1, 2)
+    assert len(statements(captured)) == 1, statements(captured)
+    assert statements(captured)[0].startswith('INSERT INTO "sisy_taskrun"')
+    assert commits[0] == 1
+
+
+@pytest.mark.parametrize('job', [jobs.add, jobs.add.using(run_after=dt.timedelta(minutes=5))],
+                         ids=['now', 'later'])
+def test_enqueue_in_a_transaction_costs_at_most_two_statements_and_commits_nothing(job):
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as captured, counting_commits() as commits:
+            job.enqueue(1, 2)
+        assert commits[0] == 0
+    everything = [query['sql'] for query in captured.captured_queries]
+    assert not [sql for sql in everything if sql.startswith(CONTROL + ('COMMIT',))], everything
+    assert len(statements(captured)) <= 2, statements(captured)
+    assert TaskRun.objects.count() == 1
 
 
 @pytest.mark.parametrize('size', [10, 400])

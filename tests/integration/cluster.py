@@ -49,6 +49,9 @@ STACKS = ('sqlite-ipc', 'postgresql-redis' if psycopg2 else 'sqlite-redis')
 needs_postgresql = pytest.mark.skipif(psycopg2 is None, reason=NO_POSTGRESQL)
 # What must never appear in a process's log.
 TROUBLE = re.compile(r'Traceback|ChannelFull|RuntimeError|database is locked|deadlocked')
+# A probe function failing on purpose: its traceback in a worker's log is expected.
+PLANNED_FAILURE = re.compile(r'^Traceback \(most recent call last\):\n(?:[ \t].*\n)*'
+                             r'tests\.integration\.probe\.tasks\.PlannedFailure: .*$', re.M)
 SISY_WORKER = ['runworker', '--exclude-channels=http.*', '--exclude-channels=websocket.*']
 WEB_WORKER = ['runworker', '--only-channels=http.*', '--only-channels=websocket.*']
 
@@ -206,6 +209,10 @@ class Cluster:
         output = self.manage('shell', '-c', code)
         return json.loads(output.split('RESULT ', 1)[1])
 
+    def use_default_heartbeat(self):
+        """Leave SISY_HEARTBEAT_FREQUENCY unset in the processes started from now: Sisy's 60 s."""
+        self.env['SISY_IT_HEARTBEAT_FREQUENCY'] = 'default'
+
     # processes
 
     def start(self, name, argv):
@@ -220,25 +227,37 @@ class Cluster:
         assert process.alive(), process.log()
         return process
 
-    def start_site(self, heartbeats=1, sisy_workers=2, restart_workers=False):
+    def start_site(self, heartbeats=1, sisy_workers=2, restart_workers=False, web=True,
+                   workers=()):
         """daphne, a web worker, Sisy workers and heartbeat(s), each ready to work.
 
         With `restart_workers`, each Sisy worker runs under the demo's
         keep-running wrapper, as a process manager restarts it when it exits.
+        Without `web`, no daphne and no web worker. `workers`: more workers, as
+        (name, runworker arguments) pairs; the Sisy workers exclude the channels
+        those take with --only-channels, so each such channel is theirs alone.
         """
         wrapper = [os.path.join(DEMO, 'keep-running')] if restart_workers else []
-        self.port = free_port()
-        self.start('daphne', [os.path.join(BIN, 'daphne'), '-b', '127.0.0.1', '-p',
-                              str(self.port), 'demo.asgi:channel_layer'])
-        workers = [self.start('web-worker', [sys.executable, '-m', 'django'] + WEB_WORKER)]
+        theirs = ['--exclude-channels=' + arg.split('=', 1)[1] for _, argv in workers
+                  for arg in argv if arg.startswith('--only-channels=')]
+        started = []
+        if web:
+            self.port = free_port()
+            self.start('daphne', [os.path.join(BIN, 'daphne'), '-b', '127.0.0.1', '-p',
+                                  str(self.port), 'demo.asgi:channel_layer'])
+            started.append(self.start('web-worker',
+                                      [sys.executable, '-m', 'django'] + WEB_WORKER))
         for number in range(sisy_workers):
-            workers.append(self.start('sisy-worker-%d' % (number + 1),
-                                      wrapper + [sys.executable, '-m', 'django'] + SISY_WORKER))
-        for worker in workers:
+            started.append(self.start('sisy-worker-%d' % (number + 1), wrapper + [
+                sys.executable, '-m', 'django'] + SISY_WORKER + theirs))
+        for name, argv in workers:
+            started.append(self.start(name, [sys.executable, '-m', 'django'] + list(argv)))
+        for worker in started:
             wait_until(lambda: 'Listening on channels' in worker.log() or not worker.alive(),
                        30, message='%s to listen' % worker.name)
             assert worker.alive(), worker.log()
-        wait_until(self._daphne_up, 30, message='daphne on port %s' % self.port)
+        if web:
+            wait_until(self._daphne_up, 30, message='daphne on port %s' % self.port)
         for number in range(heartbeats):
             self.start_heartbeat('heartbeat-%d' % (number + 1))
 
@@ -250,11 +269,14 @@ class Cluster:
         return [process for process in self.processes if process.name.startswith(prefix)]
 
     def check_health(self):
-        """All workers still alive and no process logged a traceback or a full channel."""
+        """All workers still alive and no process logged a traceback or a full channel.
+
+        A probe function's PlannedFailure is no trouble: its traceback is left out.
+        """
         for worker in self.named('sisy-worker') + self.named('web-worker'):
             assert worker.alive(), '%s died:\n%s' % (worker.name, worker.log()[-3000:])
         for process in self.processes:
-            log = process.log()
+            log = PLANNED_FAILURE.sub('', process.log())
             found = TROUBLE.search(log)
             assert not found, '%s logged %r:\n%s' % (
                 process.name, found.group(0), log[max(0, found.start() - 2000):found.start() + 2000])
@@ -301,6 +323,68 @@ class WebClient:
             headers={'Referer': self.base + page})
         with self.opener.open(request, timeout=30) as response:
             return response.status, response.read().decode()
+
+
+    def admin(self, username, password):
+        """An AdminClient logged in to this site's admin (the account must exist)."""
+        return AdminClient('http://127.0.0.1:%d' % self.port, username, password)
+
+
+class _KeepRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand a redirect back as the response instead of following it."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class AdminClient:
+    """A browser's session in the Django admin: logs in, then posts changelist actions.
+
+    Redirects come back as they are (302), not followed, so a caller times the
+    moment the view answered.
+    """
+
+    def __init__(self, base, username, password):
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _KeepRedirect())
+        status, _ = self.post('/admin/login/', {'username': username, 'password': password,
+                                                'next': '/admin/'})
+        assert status == 302, 'logging in as %r failed' % username
+
+    def get(self, page):
+        with self.opener.open(self.base + page, timeout=30) as response:
+            return response.read().decode()
+
+    def post(self, page, fields):
+        """POST `fields` to `page` with the page's CSRF token; return (status, body)."""
+        return self._send(self.request(page, fields))
+
+    def request(self, page, fields):
+        """A POST of `fields` to `page`, with the CSRF token of the page as it is now."""
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', self.get(page)).group(1)
+        data = urllib.parse.urlencode(dict(fields, csrfmiddlewaretoken=token), doseq=True)
+        return urllib.request.Request(self.base + page, data=data.encode(),
+                                      headers={'Referer': self.base + page})
+
+    def action(self, changelist, action, pks):
+        """Run a changelist action on the rows `pks`; return (status, sent, answered).
+
+        status is 302 when the action ran; sent and answered are the epoch times
+        the POST went out and the answer came back.
+        """
+        request = self.request(changelist, {'action': action, 'index': 0, 'select_across': 0,
+                                            '_selected_action': [str(pk) for pk in pks]})
+        sent = time.time()
+        status, _ = self._send(request)
+        return status, sent, time.time()
+
+    def _send(self, request):
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as response:  # the redirect, or an error page
+            return response.code, response.read().decode()
 
 
 # -- channel layers ------------------------------------------------------------------

@@ -6,7 +6,8 @@ tests running one after another never see each other's rows or messages.
 On the postgresql-redis stack, SISY_IT_PG_PORT and SISY_IT_REDIS_PORT (when set)
 point the processes at a test's private PostgreSQL and Redis on 127.0.0.1
 instead of the machine's shared ones (5432 and 6379). SISY_IT_HEARTBEAT_FREQUENCY
-sets SISY_HEARTBEAT_FREQUENCY (default 1).
+sets SISY_HEARTBEAT_FREQUENCY (default 1; 'default' leaves it unset, so Sisy's own
+default applies). SISY_IT_QUEUES (comma-separated) sets SISY_QUEUES.
 """
 
 import os
@@ -24,5 +25,10 @@ if 'hosts' in CHANNEL_LAYERS['default']['CONFIG']:
         ('127.0.0.1', int(os.environ.get('SISY_IT_REDIS_PORT') or 6379))]
 # Layer capacities stay at each backend's default: the burst test is about those.
 
-SISY_HEARTBEAT_FREQUENCY = float(os.environ.get('SISY_IT_HEARTBEAT_FREQUENCY') or 1)
+if os.environ.get('SISY_IT_HEARTBEAT_FREQUENCY') == 'default':
+    del SISY_HEARTBEAT_FREQUENCY  # noqa: F821 (the demo's, from the star import)
+else:
+    SISY_HEARTBEAT_FREQUENCY = float(os.environ.get('SISY_IT_HEARTBEAT_FREQUENCY') or 1)
+if os.environ.get('SISY_IT_QUEUES'):
+    SISY_QUEUES = os.environ['SISY_IT_QUEUES'].split(',')
 DEBUG = False

@@ -287,7 +287,7 @@ def health(cluster):
 
 
 def test_a_heartbeat_down_brings_one_catch_up_run_a_ledger_entry_and_a_health_alarm(cluster):
-    down_for = 30  # one long outage: its slots are run once, in one catch-up run
+    down_for = 15  # one long outage: its slots are run once, in one catch-up run
     cluster.start_site()
     db = cluster.db
     keep_steady(cluster)

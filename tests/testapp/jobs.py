@@ -45,3 +45,54 @@ def label_call(label):
 def too_slow():
     import time
     time.sleep(5)
+
+
+@task
+def echo(*args, **kwargs):
+    """Returns what it was called with, as the worker passed it."""
+    return {'args': args, 'kwargs': kwargs}
+
+
+@task(retries=1, retry_delay=300)
+def fail_once_then_wait(key):
+    """Fails on its first attempt; the retry waits five minutes."""
+    Call.objects.create(label='fail_once_then_wait:%s' % key)
+    if Call.objects.filter(label='fail_once_then_wait:%s' % key).count() == 1:
+        raise ValueError('first attempt of %s fails' % key)
+    return 'waited'
+
+
+@task(takes_context=True, retries=1, retry_delay=0)
+def context_fails_once(context, key):
+    """Fails on attempt 1; attempt 2 returns what its context tells of the earlier one."""
+    if context.attempt == 1:
+        raise RuntimeError('attempt 1 of %s fails' % key)
+    return {'attempt': context.attempt, 'job': context.task_result.id,
+            'status': context.task_result.status,
+            'errors': [error.exception_class_path for error in context.task_result.errors]}
+
+
+@task(retries=2, retry_delay=0)
+def sleeps(seconds):
+    """Sleeps; tests.testapp.tasks.sleeping tells a test it has started."""
+    import time
+    from tests.testapp.tasks import sleeping
+    sleeping.set()
+    time.sleep(seconds)
+
+
+class DatabaseSaid(Exception):
+    """An error whose message has lines of its own, as a database driver's has."""
+
+
+@task
+def fails_with_details():
+    raise DatabaseSaid('duplicate key value violates unique constraint "order_pkey"\n'
+                       'DETAIL:  Key (id)=(1) already exists.')
+
+
+@task(takes_context=True)
+def describe_context(context):
+    """Returns what its context says, as a job's code might log it."""
+    return {'attempt': context.attempt, 'has_result': context.task_result is not None,
+            'repr': repr(context)}

@@ -5,6 +5,8 @@ Each function takes and returns JSON-able values; times are ISO strings in UTC.
 
 import datetime as dt
 import math
+import os
+import time
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,6 +14,8 @@ from django.utils import timezone
 from sisy.models import Task, task_with_callable
 
 RECORD = 'tests.integration.probe.tasks.record'
+# A schedule whose next slot is months away: only an immediate claim runs it in a test.
+YEARLY = '0 0 1 1 *'
 
 
 def make_tasks(specs):
@@ -50,6 +54,147 @@ def run_iterations(label, iterations, schedule):
     task = Task.run_iterations(RECORD, iterations=iterations, label=label, schedule=schedule,
                                userdata={'tag': label})
     return {'pk': task.pk}
+
+
+def make_superuser(username, password):
+    """An admin account for the tests that post to the admin."""
+    from django.contrib.auth.models import User
+    User.objects.create_superuser(username, '', password)
+    return {'username': username}
+
+
+def immediate_calls(timeout):
+    """Make each kind of immediate call in turn, waiting for its run to start before the next.
+
+    So each finds an idle worker. Returns, per kind, its probe tag and the times
+    (ISO, UTC) just before the call and just after it returned, or after the
+    commit of the transaction around it. Within `timeout` seconds.
+    """
+    from tests.integration.probe import tasks
+    deadline = time.monotonic() + timeout
+    made = {}
+
+    def timed(kind, tags, call):
+        called = timezone.now()
+        call()
+        returned = timezone.now()
+        for tag in tags:
+            made[kind + ':' + tag] = {'tag': tag, 'called': called.isoformat(),
+                                      'returned': returned.isoformat()}
+        _wait_for_probes(tags, deadline)
+
+    timed('run_once', ['run-once'],
+          lambda: Task.run_once(RECORD, userdata={'tag': 'run-once'}))
+    timed('run_iterations', ['run-iterations'],
+          lambda: Task.run_iterations(RECORD, iterations=2, label='run-iterations',
+                                      schedule=YEARLY, userdata={'tag': 'run-iterations'},
+                                      run_immediately=True))
+    timed('enqueue', ['enqueue'], lambda: tasks.record_job.enqueue('enqueue'))
+
+    def in_transaction():
+        with transaction.atomic():
+            Task.run_once(RECORD, userdata={'tag': 'run-once-atomic'})
+            tasks.record_job.enqueue('enqueue-atomic')
+
+    timed('committed', ['run-once-atomic', 'enqueue-atomic'], in_transaction)
+    result = tasks.fail_first_attempt.enqueue('job-retry')
+    _wait_for_probes(['job-retry'], deadline, attempt=2)
+    made['job_retry'] = {'tag': 'job-retry', 'job': int(result.id)}
+    return made
+
+
+def rolled_back_then_control(tag):
+    """Enqueue and run_once inside a transaction that rolls back, then a committed control job.
+
+    The rolled-back calls are tagged `tag` + '-rolled-back-*'; the control job `tag`.
+    """
+    from tests.integration.probe import tasks
+
+    class Rollback(Exception):
+        pass
+
+    try:
+        with transaction.atomic():
+            tasks.record_job.enqueue(tag + '-rolled-back-enqueue')
+            Task.run_once(RECORD, userdata={'tag': tag + '-rolled-back-run-once'})
+            Task.run_iterations(RECORD, iterations=2, schedule=YEARLY, run_immediately=True,
+                                userdata={'tag': tag + '-rolled-back-iterations'})
+            raise Rollback()
+    except Rollback:
+        pass
+    result = tasks.record_job.enqueue(tag)
+    return {'control': int(result.id)}
+
+
+def commit_with_ticks(count, ticks):
+    """Enqueue `count` jobs and run_once `count` tasks in one transaction; at its commit,
+    send `ticks` heartbeat ticks for that moment (what two heartbeats send), and handle
+    one tick here too, as a third worker would.
+
+    Their tags are commit-job-<n> and commit-once-<n>. Returns the time just before
+    the commit and the name this process's tick is recorded under.
+    """
+    from sisy import dispatch, lifecycle
+    from tests.integration.probe import tasks
+
+    with transaction.atomic():
+        for number in range(count):
+            tasks.record_job.enqueue('commit-job-%d' % number)
+            Task.run_once(RECORD, userdata={'tag': 'commit-once-%d' % number})
+        committing = timezone.now()
+        # Registered after the calls' doorbells: the ticks go out right behind them.
+        transaction.on_commit(lambda: _send_ticks(ticks))
+    dispatch.process_tick(timezone.now())
+    return {'committing': committing.isoformat(),
+            'ticked_by': '%s pid %s' % (lifecycle.HOST, os.getpid())}
+
+
+def enqueue_on_queues(queue, count):
+    """Enqueue, in one transaction, jobs on `queue` and on the default queue, interleaved,
+    and run now a cron task of each queue; then send a tick.
+
+    Tags: <queue>-<n> (`count` of them) and default-<n> (three for each of those, so
+    default runs wait in the table while the other queue's worker looks for more);
+    <queue>-cron and default-cron, the cron tasks; and <queue>-later, due at once but
+    left for the tick to ring for (a run_after of zero).
+    """
+    from sisy import dispatch
+    from tests.integration.probe import tasks
+    with transaction.atomic():
+        for number in range(count):
+            tasks.record_job.using(queue_name=queue).enqueue('%s-%d' % (queue, number))
+            for extra in range(3):
+                tasks.record_job.enqueue('default-%d' % (3 * number + extra))
+        tasks.record_job.using(queue_name=queue, run_after=dt.timedelta(0)).enqueue(
+            '%s-later' % queue)
+        cron = []
+        for name in (queue, 'default'):
+            task = task_with_callable(RECORD, label='%s-cron' % name, schedule=YEARLY,
+                                      queue_name=name, userdata={'tag': '%s-cron' % name})
+            task.save()
+            cron.append(task.pk)
+        dispatch.run_now(Task.objects.filter(pk__in=cron), timezone.now())
+    _send_ticks(1)
+    return {'enqueued': timezone.now().isoformat()}
+
+
+def _send_ticks(count):
+    """Send `count` heartbeat ticks for this moment, as heartbeat processes do."""
+    from channels import Channel
+    from sisy.conf import setting
+    heartbeat = Channel(setting('SISY_HEARTBEAT_CHANNEL'))
+    now = time.time()
+    for _ in range(count):
+        heartbeat.send({'time': now}, immediately=True)
+
+
+def _wait_for_probes(tags, deadline, attempt=1):
+    """Wait until each of `tags` has a probe record of `attempt`; fail at `deadline`."""
+    from tests.integration.probe.models import ProbeRun
+    while ProbeRun.objects.filter(tag__in=tags, attempt=attempt).count() < len(tags):
+        if time.monotonic() > deadline:
+            raise AssertionError('%s did not run (attempt %d) in time' % (tags, attempt))
+        time.sleep(0.01)
 
 
 def run_once(tag, label=None):

@@ -1,4 +1,4 @@
-"""The task function the real-process tests schedule."""
+"""The task functions the real-process tests schedule, and the hand-off jobs they enqueue."""
 
 import os
 import time
@@ -7,8 +7,14 @@ from django.db import DatabaseError
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from sisy.models import TaskRun
+from sisy.tasks import task
 from tests.integration.probe.apps import crash_here
 from tests.integration.probe.models import ProbeRun
+
+
+class PlannedFailure(Exception):
+    """Raised by the probe functions that fail on purpose (never trouble in a log)."""
 
 
 def record(message):
@@ -65,3 +71,35 @@ def record_span(message):
         time.sleep(float(task.userdata.get('seconds', 3)))
     finally:
         ProbeRun.objects.filter(pk=call.pk).update(ended=Now())
+
+
+def record_then_fail_first(message):
+    """Record the call with its attempt number, then fail if it is the first attempt."""
+    task = message['task']
+    run_id = message['message'].content.get('run_id')
+    attempt = TaskRun.objects.filter(pk=run_id).values_list('attempt', flat=True).first()
+    ProbeRun.objects.create(label=task.label, tag=str(task.userdata.get('tag', '')),
+                            run_id=run_id, pid=os.getpid(), at=timezone.now(), attempt=attempt)
+    if attempt == 1:
+        raise PlannedFailure('attempt 1 of %r fails on purpose' % task.label)
+
+
+def _record_attempt(context, tag):
+    ProbeRun.objects.create(label='job', tag=tag, run_id=int(context.task_result.id),
+                            pid=os.getpid(), at=timezone.now(), attempt=context.attempt)
+
+
+@task(takes_context=True)
+def record_job(context, tag):
+    """A hand-off job: record its start (tag, job id, attempt, pid, time)."""
+    _record_attempt(context, tag)
+    return tag
+
+
+@task(takes_context=True, retries=1, retry_delay=0)
+def fail_first_attempt(context, tag):
+    """A hand-off job retried at once: record each attempt; the first one fails."""
+    _record_attempt(context, tag)
+    if context.attempt == 1:
+        raise PlannedFailure('attempt 1 of job %r fails on purpose' % tag)
+    return tag
