@@ -25,7 +25,9 @@ from sisy.models import Task, TickRecord
 log = logging.getLogger('sisy.dispatch')
 
 
-# The first batch is small so the first runs of a burst start before the rest is claimed.
+# The first batch is small so the first runs of a burst start before the rest is claimed;
+# each batch's runs are rung for as soon as it commits, so workers start on them while
+# the tick claims the next.
 FIRST_BATCH, CLAIM_BATCH = 50, 500
 
 
@@ -39,7 +41,7 @@ def process_tick(when, now=None):
     now = now or timezone.now()
     lifecycle.lose_expired(now)
     lifecycle.repair_stuck_tasks()
-    claimed = claim_due_tasks(when, on_first_batch=lambda: doorbells.ring(now, doorbells.PER_TICK))
+    claimed = claim_due_tasks(when, on_batch=lambda: doorbells.ring(now, doorbells.PER_TICK))
     doorbells.ring(now, doorbells.PER_TICK)
     record_tick(when, now, len(claimed))
     send_finished_to_reaper()
@@ -102,8 +104,12 @@ def record_tick(when, now, claimed):
         TickRecord.objects.filter(worker=worker).update(**values)
 
 
-def claim_due_tasks(when, on_first_batch=None):
+def claim_due_tasks(when, on_batch=None):
     """Claim the tasks due at `when`, a batch at a time; return the new runs' ids.
+
+    `on_batch` is called after each batch that claimed runs has committed (the
+    tick rings doorbells there: a worker that has drained the earlier batches
+    would otherwise wait for the last one).
 
     On PostgreSQL each batch is read with SKIP LOCKED, so two heartbeats'
     ticks split the work instead of both trying every row. A batch that fails
@@ -115,7 +121,7 @@ def claim_due_tasks(when, on_first_batch=None):
         due = Task.objects.due(when).only(*lifecycle.CLAIM_COLUMNS).order_by('next_run', 'pk')
         if after is not None:
             due = due.filter(Q(next_run__gt=after[0]) | Q(next_run=after[0], pk__gt=after[1]))
-        batch = []
+        batch, claimed = [], len(run_ids)
         try:
             if connection.features.has_select_for_update_skip_locked:
                 with transaction.atomic():
@@ -134,8 +140,8 @@ def claim_due_tasks(when, on_first_batch=None):
             run_ids += _claim_one_by_one(batch, when)
         if batch and after is None:
             log.info('Tick %s: claiming due tasks', when.isoformat())
-            if on_first_batch:
-                on_first_batch()
+        if on_batch and len(run_ids) > claimed:
+            on_batch()
         if len(batch) < size:
             return run_ids
         after, size = (batch[-1].next_run, batch[-1].pk), CLAIM_BATCH

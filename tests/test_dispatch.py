@@ -270,6 +270,28 @@ def test_more_due_tasks_than_channel_capacity_all_run_once(worker, soon):
     assert Task.objects.count() == 0
 
 
+def test_a_tick_rings_for_each_claimed_batch_as_soon_as_it_commits(worker, soon, monkeypatch):
+    """A burst is claimed in batches: workers that drained the first batch are woken for
+    each later one when it commits, not only once the tick has claimed the whole burst."""
+    monkeypatch.setattr(dispatch, 'FIRST_BATCH', 2)
+    monkeypatch.setattr(dispatch, 'CLAIM_BATCH', 3)
+    for number in range(8):
+        make(label='due-%d' % number, when=soon)
+    waiting_at_each_ring = []
+    ring = doorbells.ring
+
+    def noting_ring(now, count):
+        waiting_at_each_ring.append(TaskRun.objects.filter(status=TaskRun.PENDING).count())
+        return ring(now, count)
+
+    monkeypatch.setattr(doorbells, 'ring', noting_ring)
+    dispatch.process_tick(soon)
+    # After the batches of 2, 3 and 3 runs, then the tick's own ring at its end.
+    assert waiting_at_each_ring == [2, 5, 8, 8]
+    worker.deliver()
+    assert calls() == 8
+
+
 def test_runs_whose_messages_were_lost_are_rung_for_by_the_next_tick(worker, soon):
     for number in range(15):
         Task.run_once(tasks.record)

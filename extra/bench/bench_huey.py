@@ -1,9 +1,10 @@
-"""Huey's side of the throughput benchmark: a RedisHuey and a no-op task.
+"""Huey's side of the throughput and hand-off benchmarks: a RedisHuey and no-op tasks.
 
 The consumer (``huey_consumer bench_huey.huey -k process -w 2``) and the
 benchmark import this module with SISY_BENCH_HUEY_NAME set to a name of their
 own, so the queue's keys (``huey.*.<name>``) and the list of executions
-(``sisybench.done.<name>``) are theirs alone.
+(``sisybench.done.<name>``) are theirs alone. SISY_BENCH_REDIS_PORT, if set,
+is the Redis port (default 6379).
 """
 
 import os
@@ -13,7 +14,7 @@ import redis
 from huey import RedisHuey
 
 NAME = os.environ.get('SISY_BENCH_HUEY_NAME', 'sisybench')
-REDIS = {'host': '127.0.0.1', 'port': 6379}
+REDIS = {'host': '127.0.0.1', 'port': int(os.environ.get('SISY_BENCH_REDIS_PORT', 6379))}
 DONE_KEY = 'sisybench.done.%s' % NAME
 
 huey = RedisHuey(NAME, **REDIS)
@@ -27,3 +28,17 @@ def noop(number):
     if _client is None:
         _client = redis.StrictRedis(**REDIS)
     _client.rpush(DONE_KEY, '%d %.6f' % (number, time.time()))
+
+
+_log_fd = None
+
+
+@huey.task()
+def stamp(key):
+    """Note "<key> <epoch seconds>" as the function starts (handoff.py; see bench_tasks.note)."""
+    global _log_fd
+    at = time.time()
+    if _log_fd is None:
+        _log_fd = os.open('%s.%d' % (os.environ['SISY_BENCH_EXEC_LOG'], os.getpid()),
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(_log_fd, ('%s %.6f\n' % (key, at)).encode())

@@ -2,7 +2,8 @@
 
 `Site` is one Sisy site: a fresh copy of a migrated template database (PostgreSQL
 on 127.0.0.1:5432, or an SQLite file), a channel layer prefix of its own
-(Redis on 127.0.0.1:6379, or asgi_ipc shared memory), and the processes
+(Redis on 127.0.0.1:6379, or the port in SISY_BENCH_REDIS_PORT; or asgi_ipc
+shared memory), and the processes
 started for it (``runworker``, ``sisy_heartbeat``), each logging to a file.
 `cleanup()` stops the processes, drops the database and deletes the layer's
 keys or shared memory; nothing else on the shared servers is touched.
@@ -26,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 DEMO = os.path.join(ROOT, 'extra', 'demo')
 PYTHON = sys.executable
 PG = {'user': 'postgres', 'host': '127.0.0.1', 'port': 5432}
-REDIS = {'host': '127.0.0.1', 'port': 6379}
+REDIS = {'host': '127.0.0.1', 'port': int(os.environ.get('SISY_BENCH_REDIS_PORT', 6379))}
 STACKS = ('postgresql-redis', 'sqlite-ipc')
 
 sys.path.insert(0, ROOT)
@@ -136,6 +137,12 @@ class Site:
 
     def start_heartbeat(self):
         return self.start('heartbeat', ['sisy_heartbeat'], 'Heartbeat started')
+
+    def start_runworker(self, name, channels=None, profile=None):
+        """A ``runworker`` on Sisy's channels, or only on `channels` (fnmatch patterns)."""
+        args = (['runworker'] + ['--only-channels=%s' % channel for channel in channels]
+                if channels else SISY_WORKER)
+        return self.start(name, args, 'Listening on channels', profile=profile)
 
     def troubles(self):
         """Processes that died or logged a traceback: [(name, excerpt)]."""
