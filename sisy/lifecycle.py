@@ -101,10 +101,11 @@ def add_job(function, label, arguments, options, priority, queue_name, not_befor
     process). Later, the first tick at or after `not_before` rings for it.
     """
     now = now or timezone.now()
-    run = TaskRun.objects.create(
+    run = TaskRun(
         task_label=label, function=function, arguments=json.dumps(arguments),
         options=json.dumps(options, sort_keys=True), priority=priority, queue_name=queue_name,
-        scheduled_for=not_before or now, not_before=not_before)
+        scheduled_for=not_before or now, not_before=not_before, created_at=now)
+    storage.backend().add_job(run)
     if ring and is_due(not_before, now):
         doorbells.ring_on_commit([(run.pk, queue_name)])
     return run
@@ -204,17 +205,18 @@ userdata: JSON text or None (unchanged); return_value: a hand-off job's, as JSON
 """
 
 
-def take(now, lease, limit=1, run_id=None, queue=None):
+def take(now, lease, limit=1, run_id=None, queue=None, or_next=False):
     """Switch up to `limit` pending runs to running for this worker; return them in order.
 
     Takes run `run_id` if given (and still pending, due or not: whoever named
     it found it due), else the first due ones in line (highest priority, then
-    oldest), of `queue` only if given. Each returned run has its task loaded
+    oldest), of `queue` only if given; with `or_next`, the first in line if
+    run `run_id` was taken already (one statement where the SQL allows). Each returned run has its task loaded
     (None if the task was deleted, and for hand-off jobs). `now` is this
     worker's time (started_at, not_before); each lease lasts `lease` (a
     timedelta) by the clock that judges it (storage.database_clock()).
     """
-    return storage.backend().take(now, lease, HOST, os.getpid(), limit, run_id, queue)
+    return storage.backend().take(now, lease, HOST, os.getpid(), limit, run_id, queue, or_next)
 
 
 def renew(run_ids, lease, now=None):

@@ -100,7 +100,7 @@ def execute_run(run_id, message):
     stop_at = time.monotonic() + DRAIN_SECONDS
     queue = doorbells.queue_of(getattr(getattr(message, 'channel', None), 'name', None))
     with ShutdownSignals(), RunBatch(lease_length(), message, queue) as batch:
-        batch.take(run_id) or batch.take()
+        batch.take(run_id, or_next=True)
         while True:
             run = batch.next_run()
             if run is not None:
@@ -332,13 +332,13 @@ class RunBatch:
 
     # -- the executing thread's side --------------------------------------------------
 
-    def take(self, run_id=None):
+    def take(self, run_id=None, or_next=False):
         """Record the endings so far, then take more runs; return how many were taken.
 
-        Takes run `run_id` alone if given. Otherwise one run at first, and twice
-        as many after each take that came back full (a backlog is waiting), as
-        far as the recent pace and MAX_BATCH allow; back to one after a take
-        that came back short. The endings get their own commit first, so a
+        Takes run `run_id` alone if given (or, with `or_next`, the first in line
+        if it is gone). Otherwise one run at first, and twice as many after each
+        take that came back full (a backlog is waiting), as far as the recent
+        pace and MAX_BATCH allow; back to one after a take that came back short. The endings get their own commit first, so a
         worker that dies once they are recorded holds no run it never started.
         """
         if run_id is not None or RunBatch.pace is None:
@@ -349,7 +349,8 @@ class RunBatch:
         self.flush()
         self._announce()
         with self.lock:
-            runs = lifecycle.take(timezone.now(), self.lease, size, run_id, self.queue_name)
+            runs = lifecycle.take(timezone.now(), self.lease, size, run_id, self.queue_name,
+                                  or_next)
             self.queue.extend(runs)
             if runs:
                 self.taken_at = time.monotonic()
