@@ -60,29 +60,36 @@ def run_now(tasks, now):
     with transaction.atomic():
         runnable = tasks.filter(enabled=True, next_run__isnull=False)
         runnable.filter(next_run__gt=now).update(next_run=now)
-        claim_now(runnable.values_list('pk', flat=True), now)
+        claim_now(runnable.due(now).only(*lifecycle.CLAIM_COLUMNS).order_by('next_run', 'pk'),
+                  now)
         return runnable.count()
 
 
-def claim_now(task_ids, now):
-    """Claim those of `task_ids` that are due by `now` at once; ring for them on commit.
+def claim_now(tasks, now):
+    """Claim those of `tasks` (with lifecycle.CLAIM_COLUMNS) due by `now`; ring on commit.
 
     What makes run_once and "Run now" immediate: no waiting for a tick. Part
     of the caller's transaction if there is one, so nothing is claimed or
-    rung if it rolls back. Returns the new runs' ids.
+    rung if it rolls back. The claim's conditional UPDATE decides, as a
+    tick's does, so a copy of a task that is no longer claimable claims
+    nothing. Returns the new runs' ids.
     """
-    due = Task.objects.due(now).filter(pk__in=list(task_ids)).only(*lifecycle.CLAIM_COLUMNS)
+    due = [task for task in tasks if task.next_run is not None and task.next_run <= now]
+    if not due:
+        return []
     with transaction.atomic(savepoint=False):
-        return lifecycle.claim(list(due.order_by('next_run', 'pk')), now, ring=True)
+        return lifecycle.claim(due, now, ring=True)
 
 
 def on_task_due_now(sender, task, **ignored):
     """Receiver of signals.task_due_now (connected in apps.ready): claim it at once.
 
-    With SISY_ALWAYS_EAGER, sisy.testing runs it in this process instead.
+    The task as its creator saved it has every column the claim needs, so
+    nothing is read back. With SISY_ALWAYS_EAGER, sisy.testing runs it in
+    this process instead.
     """
     if not setting('SISY_ALWAYS_EAGER'):
-        claim_now([task.pk], timezone.now())
+        claim_now([task], timezone.now())
 
 
 def next_tick_time(now):
