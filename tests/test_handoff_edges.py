@@ -1,0 +1,33 @@
+"""Hand-off jobs (sisy.tasks) at the edges: values JSON cannot write, eager retries, transactions."""
+
+import datetime as dt
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from sisy import lifecycle, runner
+from sisy.models import Task, TaskRun
+from sisy.tasks import TaskResultStatus
+from tests.conftest import take_one
+from tests.testapp import edge_jobs, jobs, tasks
+from tests.testapp.models import Call
+
+pytestmark = pytest.mark.django_db
+
+LEASE = dt.timedelta(minutes=3)
+
+
+def test_a_whole_number_json_cannot_write_is_refused_naming_the_argument():
+    # numpy.int64 is a numbers.Integral that json.dumps refuses.
+    with pytest.raises(TypeError, match="argument 'count'"):
+        edge_jobs.record.enqueue(count=edge_jobs.Whole(2))
+    assert TaskRun.objects.count() == 0
+
+
+def test_a_returned_whole_number_json_cannot_write_fails_the_job_not_the_worker():
+    result = edge_jobs.returns_a_whole.enqueue()
+    assert runner.execute_run(int(result.id), None) == [TaskRun.ERROR]
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert 'the return value' in result.errors[0].traceback
