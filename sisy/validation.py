@@ -269,7 +269,8 @@ def json_problem(value, place):
 
 
 def _json_problem(value, place, open_ids, depth):
-    if value is None or isinstance(value, (bool, str)) or _is_whole(value):
+    # int itself, not any numbers.Integral: json.dumps writes no other (numpy.int64 is one).
+    if value is None or isinstance(value, (bool, str, int)):
         return None
     if isinstance(value, float):
         if math.isfinite(value):
