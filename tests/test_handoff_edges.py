@@ -31,3 +31,14 @@ def test_a_returned_whole_number_json_cannot_write_fails_the_job_not_the_worker(
     result.refresh()
     assert result.status == TaskResultStatus.FAILED
     assert 'the return value' in result.errors[0].traceback
+
+
+def test_eager_enqueue_runs_an_attempt_due_at_once_as_a_worker_would(settings, worker):
+    # fail_once: retries=1, retry_delay=0. A worker is rung for the second attempt
+    # when the first fails, and run_due_tasks runs it in the same call; eager mode
+    # returned the job READY with that attempt left waiting.
+    settings.SISY_ALWAYS_EAGER = True
+    result = jobs.fail_once.enqueue('eager')
+    assert (result.status, result.attempts, result.return_value) == (
+        TaskResultStatus.SUCCESSFUL, 2, 'second time lucky')
+    assert worker.pending('sisy.run_task') == [], 'nothing is left for a worker'
