@@ -62,8 +62,16 @@ def on_task_due_now(sender, task, **ignored):
 
 
 def run_job_eagerly(run):
-    """SISY_ALWAYS_EAGER for a hand-off job: take and execute its run in this process."""
-    _execute([run.pk], _doorbell())
+    """SISY_ALWAYS_EAGER for a hand-off job: execute its run in this process.
+
+    Then each further attempt due at once (a retry with no delay, as a worker
+    would be rung for), until the job has finished or waits for a later time.
+    """
+    doorbell, run_id = _doorbell(), run.pk
+    while run_id is not None and _execute([run_id], doorbell):
+        run_id = (TaskRun.objects.filter(first_attempt=run.pk, status=TaskRun.PENDING,
+                                         not_before__isnull=True)
+                  .order_by('attempt').values_list('pk', flat=True).first())
 
 
 def _run_eagerly(task):
