@@ -42,3 +42,25 @@ def test_eager_enqueue_runs_an_attempt_due_at_once_as_a_worker_would(settings, w
     assert (result.status, result.attempts, result.return_value) == (
         TaskResultStatus.SUCCESSFUL, 2, 'second time lucky')
     assert worker.pending('sisy.run_task') == [], 'nothing is left for a worker'
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize('make', [lambda: jobs.add.enqueue(1, 2),
+                                  lambda: Task.run_once(tasks.record)],
+                         ids=['enqueue', 'run_once'])
+def test_a_run_made_under_manual_transaction_management_is_rung_for_once_committed(
+        make, worker):
+    # transaction.on_commit() refuses to work after set_autocommit(False); enqueue
+    # raised that into its caller, after writing the job.
+    transaction.set_autocommit(False)
+    try:
+        make()
+        assert worker.pending('sisy.run_task') == [], 'nothing is rung before the commit'
+        transaction.commit()
+    except BaseException:
+        transaction.rollback()
+        raise
+    finally:
+        transaction.set_autocommit(True)
+    assert worker.deliver() == 1
+    assert TaskRun.objects.get().status == TaskRun.OK
