@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from sisy import lifecycle, runner
@@ -52,6 +52,8 @@ def test_a_run_made_under_manual_transaction_management_is_rung_for_once_committ
         make, worker):
     # transaction.on_commit() refuses to work after set_autocommit(False); enqueue
     # raised that into its caller, after writing the job.
+    if connection.features.autocommits_when_autocommit_is_off:
+        pytest.skip('Django 1.11 on SQLite cannot save a row without autocommit')
     transaction.set_autocommit(False)
     try:
         make()
