@@ -71,11 +71,22 @@ def ring_on_commit(runs):
 
     Nothing is rung if it rolls back. A failure to ring is logged, never
     raised into the caller's code: the runs wait in the table for the next
-    tick's doorbells.
+    tick's doorbells. Under manual transaction management, the doorbell waits
+    for the caller's commit too.
     """
     runs = list(runs)
-    if runs:
+    if not runs:
+        return
+    connection = transaction.get_connection()
+    if connection.in_atomic_block or connection.get_autocommit():
         transaction.on_commit(lambda: _ring_safely(runs))
+    elif not connection.features.autocommits_when_autocommit_is_off:
+        # Manual transaction management (set_autocommit(False)), where on_commit() is
+        # refused: an atomic block there adds nothing to the transaction, and keeps the
+        # hook until the caller commits and turns autocommit back on (or rolls back).
+        with transaction.atomic(savepoint=False):
+            transaction.on_commit(lambda: _ring_safely(runs))
+    # Else (SQLite on Django 1.11, where not even a save works then) the next tick rings.
 
 
 def _ring_safely(runs):
