@@ -66,3 +66,16 @@ def test_a_run_made_under_manual_transaction_management_is_rung_for_once_committ
         transaction.set_autocommit(True)
     assert worker.deliver() == 1
     assert TaskRun.objects.get().status == TaskRun.OK
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_waiting_together_start_highest_priority_first(worker):
+    # Each doorbell named its own job, and a worker took the named job first, so
+    # the first job enqueued ran first whatever the priorities of the others waiting.
+    with transaction.atomic():
+        jobs.label_call.using(priority=-10).enqueue('low')
+        jobs.label_call.enqueue('middle')
+        jobs.label_call.using(priority=10).enqueue('high')
+    worker.deliver()
+    assert list(Call.objects.order_by('pk').values_list('label', flat=True)) == [
+        'high', 'middle', 'low']
