@@ -1,9 +1,10 @@
 """Doorbells: run messages that wake workers to take waiting runs from the table.
 
 A message names one of the due pending runs, but it only wakes a worker: the
-worker takes that run or, if it is gone, the next one waiting in the same
-queue. So a lost or duplicate message costs nothing, and runs wait in the
-table, never in the channel, which may be full.
+worker takes the first run in line in the same queue (highest priority, then
+oldest), the named one only if none is due by its clock. So a lost or
+duplicate message costs nothing, and runs wait in the table, never in the
+channel, which may be full.
 
 Each queue has a run channel of its own (`channel_for`), so a worker started
 with ``runworker --only-channels=<that channel>`` serves that queue alone.

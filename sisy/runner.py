@@ -90,17 +90,18 @@ def lease_length():
 def execute_run(run_id, message):
     """Run the pending run `run_id`, then more pending runs, for up to DRAIN_SECONDS.
 
-    The run message is a doorbell: if `run_id` was taken already (a duplicate
-    message), the first run waiting in the same queue is taken instead; more
-    runs are taken from that queue only (the one whose channel the message
-    came on). Returns the outcomes of the runs executed, in order (empty when
-    there was nothing to run).
+    The run message is a doorbell: the first run in line in its queue (the one
+    whose channel the message came on) is taken, so priorities hold among the
+    runs waiting; `run_id` itself only if none is due by this worker's clock
+    (whoever rang found it due). More runs are taken from that queue only.
+    Returns the outcomes of the runs executed, in order (empty when there was
+    nothing to run).
     """
     outcomes = []
     stop_at = time.monotonic() + DRAIN_SECONDS
     queue = doorbells.queue_of(getattr(getattr(message, 'channel', None), 'name', None))
     with ShutdownSignals(), RunBatch(lease_length(), message, queue) as batch:
-        batch.take(run_id) or batch.take()
+        batch.take(one=True) or batch.take(run_id)
         while True:
             run = batch.next_run()
             if run is not None:
@@ -329,16 +330,18 @@ class RunBatch:
 
     # -- the executing thread's side --------------------------------------------------
 
-    def take(self, run_id=None):
+    def take(self, run_id=None, one=False):
         """Record the endings so far, then take more runs; return how many were taken.
 
-        Takes run `run_id` alone if given. Otherwise one run at first, and twice
-        as many after each take that came back full (a backlog is waiting), as
-        far as the recent pace and MAX_BATCH allow; back to one after a take
-        that came back short. The endings get their own commit first, so a
-        worker that dies once they are recorded holds no run it never started.
+        Takes run `run_id` alone if given, or with `one` the first run in line
+        alone (for a doorbell; neither changes the batch size). Otherwise one
+        run at first, and twice as many after each take that came back full (a
+        backlog is waiting), as far as the recent pace and MAX_BATCH allow; back
+        to one after a take that came back short. The endings get their own
+        commit first, so a worker that dies once they are recorded holds no run
+        it never started.
         """
-        if run_id is not None or RunBatch.pace is None:
+        if run_id is not None or one or RunBatch.pace is None:
             size = 1
         else:
             in_budget = int(BATCH_SECONDS / max(RunBatch.pace, 1e-6))
@@ -351,7 +354,7 @@ class RunBatch:
             if runs:
                 self.taken_at = time.monotonic()
                 self._held(self.taken_at)
-        if run_id is None:
+        if run_id is None and not one:
             self.size = 2 * size if len(runs) == size else 1
         return len(runs)
 
