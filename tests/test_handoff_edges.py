@@ -79,3 +79,19 @@ def test_jobs_waiting_together_start_highest_priority_first(worker):
     worker.deliver()
     assert list(Call.objects.order_by('pk').values_list('label', flat=True)) == [
         'high', 'middle', 'low']
+
+
+def test_a_late_finish_of_a_jobs_last_attempt_keeps_its_return_value():
+    # A job's last allowed attempt is recorded lost (its worker paused past the
+    # lease); the worker then finishes it after all, and the late finish is written.
+    result = jobs.add.enqueue(20, 22)
+    for attempt in range(3):
+        run = take_one(timezone.now(), LEASE)
+        TaskRun.objects.filter(pk=run.pk).update(lease_until=timezone.now() - LEASE)
+        lifecycle.lose_expired(timezone.now())
+    assert run.attempt == 3 and not TaskRun.objects.filter(status=TaskRun.PENDING).exists()
+    lifecycle.finish([lifecycle.Ending(run, TaskRun.OK, '', run.started_at, timezone.now(),
+                                       None, '42')])
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == 42
