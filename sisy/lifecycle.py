@@ -311,7 +311,7 @@ def _record_endings(endings, now, follow_up=True):
             run._ours = True  # what finish retried after an outage reports again
         else:
             _record_late_finish(run, finish.status, finish.error, finish.finished_at,
-                                finish.duration)
+                                finish.duration, finish.return_value)
             run.status = finish.status  # written down, or left to whatever holds it now
     return ours
 
@@ -407,8 +407,11 @@ def delete_finished(task_ids):
         return storage.backend().delete_finished(task_ids)
 
 
-def _record_late_finish(run, outcome, error, now, duration):
-    """Write down how a run ended after its worker had lost it; touch nothing else."""
+def _record_late_finish(run, outcome, error, now, duration, return_value=''):
+    """Write down how a run ended after its worker had lost it; touch nothing else.
+
+    A hand-off job's return value is written too: its result reads it from this run.
+    """
     current = TaskRun.objects.filter(pk=run.pk).values_list('status', 'error').first()
     if current is None or current[0] in TaskRun.ACTIVE:
         return
@@ -416,7 +419,7 @@ def _record_late_finish(run, outcome, error, now, duration):
     note = ('The function ended (%s) at %s, after this run had been recorded %s; the '
             'task was left to whatever holds it now.' % (outcome, now.isoformat(), status))
     TaskRun.objects.filter(pk=run.pk, status=status).update(
-        status=outcome, finished_at=now, duration=duration,
+        status=outcome, finished_at=now, duration=duration, return_value=return_value,
         error='\n'.join(part for part in (earlier, note, error) if part))
     log.warning('Run %s of %r finished (%s) after it had been recorded %s', run.pk,
                 run.task_label, outcome, status)
