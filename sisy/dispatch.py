@@ -69,9 +69,13 @@ def claim_now(task_ids, now):
     of the caller's transaction if there is one, so nothing is claimed or
     rung if it rolls back. Returns the new runs' ids.
     """
-    due = Task.objects.due(now).filter(pk__in=list(task_ids)).only(*lifecycle.CLAIM_COLUMNS)
+    # Read before the transaction (when it is ours), so it begins with the claim's write:
+    # on SQLite one that began with a read fails at once if another process has
+    # committed since. The claim's conditional UPDATE still decides who wins.
+    due = list(Task.objects.due(now).filter(pk__in=list(task_ids))
+               .only(*lifecycle.CLAIM_COLUMNS).order_by('next_run', 'pk'))
     with transaction.atomic(savepoint=False):
-        return lifecycle.claim(list(due.order_by('next_run', 'pk')), now, ring=True)
+        return lifecycle.claim(due, now, ring=True)
 
 
 def on_task_due_now(sender, task, **ignored):
