@@ -95,3 +95,14 @@ def test_a_late_finish_of_a_jobs_last_attempt_keeps_its_return_value():
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.return_value == 42
+
+
+def test_eager_enqueue_records_a_database_error_of_the_job_inside_a_test_case(settings):
+    # Django's TestCase (and this test) runs inside a transaction. The job's refused
+    # INSERT left it unusable, so recording the failure raised
+    # TransactionManagementError into the test instead of a FAILED result.
+    settings.SISY_ALWAYS_EAGER = True
+    result = edge_jobs.breaks_a_unique_key.enqueue('twice')
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == 'django.db.utils.IntegrityError'
+    assert Task.objects.count() == 0, 'the test transaction is still usable'

@@ -32,3 +32,10 @@ def returns_a_whole():
 def record(label):
     Call.objects.create(label=label)
     return label
+
+
+@task
+def breaks_a_unique_key(label):
+    """Makes the database refuse a row, as a job meeting a duplicate does."""
+    first = Call.objects.create(label=label)
+    Call.objects.create(pk=first.pk, label=label)
