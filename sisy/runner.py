@@ -31,7 +31,7 @@ import time
 import traceback
 
 from channels.message import Message
-from django.db import Error, connection
+from django.db import DatabaseError, Error, connection, transaction
 from django.utils import timezone
 
 from sisy import doorbells, lifecycle, results, signals
@@ -239,7 +239,7 @@ def _call(run, batch, timeout, function, *args, **kwargs):
     outcome, error, value = TaskRun.OK, '', None
     with batch.watch(run, timeout) as watch:
         try:
-            with watch.interruptible():
+            with _own_savepoint(), watch.interruptible():  # never interrupt the savepoint
                 value = function(*args, **kwargs)
         except RunInterrupted:
             # In a worker thread the raised instance is a bare one: the watch knows why.
@@ -253,6 +253,36 @@ def _call(run, batch, timeout, function, *args, **kwargs):
     checkpoint('returned', run)
     _drop_broken_connection()
     return outcome, error, value
+
+
+@contextlib.contextmanager
+def _own_savepoint():
+    """A savepoint around the function when it runs inside a caller's transaction.
+
+    Only eager mode and run_due_tasks call functions inside one (a TestCase's): a
+    statement the database refuses then spoils the savepoint, not the caller's
+    transaction, so the run can still be recorded. A worker calls them outside any.
+    """
+    if not connection.in_atomic_block:
+        yield
+        return
+    sid = transaction.savepoint()
+    try:
+        yield
+    finally:
+        _end_savepoint(sid)
+
+
+def _end_savepoint(sid):
+    """Keep what the function wrote, unless a refused statement spoiled it: then undo it all."""
+    if not connection.needs_rollback:
+        try:
+            transaction.savepoint_commit(sid)
+            return
+        except DatabaseError:  # PostgreSQL: the transaction is aborted since that statement
+            pass
+    connection.needs_rollback = False
+    transaction.savepoint_rollback(sid)
 
 
 def _drop_broken_connection():
