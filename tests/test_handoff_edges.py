@@ -1,6 +1,7 @@
 """Hand-off jobs (sisy.tasks) at the edges: values JSON cannot write, eager retries, transactions."""
 
 import datetime as dt
+import sys
 
 import pytest
 from django.db import connection, transaction
@@ -16,6 +17,8 @@ from tests.testapp.models import Call
 pytestmark = pytest.mark.django_db
 
 LEASE = dt.timedelta(minutes=3)
+needs_digit_limit = pytest.mark.skipif(
+    not hasattr(sys, 'get_int_max_str_digits'), reason='this Python writes ints of any length')
 
 
 def test_a_whole_number_json_cannot_write_is_refused_naming_the_argument():
@@ -106,3 +109,21 @@ def test_eager_enqueue_records_a_database_error_of_the_job_inside_a_test_case(se
     assert result.status == TaskResultStatus.FAILED
     assert 'IntegrityError' in result.errors[0].traceback
     assert Task.objects.count() == 0, 'the test transaction is still usable'
+
+
+@needs_digit_limit
+def test_a_whole_number_too_long_for_python_to_write_is_refused_naming_the_argument():
+    # Python (3.9.14 on, 3.11) writes no int of more than 4300 digits as text by default,
+    # so json.dumps raised its own ValueError, naming no argument.
+    with pytest.raises(TypeError, match="argument 'count'"):
+        edge_jobs.record.enqueue(count=10 ** 5000)
+    assert TaskRun.objects.count() == 0
+
+
+@needs_digit_limit
+def test_a_returned_whole_number_too_long_to_write_fails_the_job_not_the_worker():
+    result = edge_jobs.returns_a_huge_number.enqueue()
+    assert runner.execute_run(int(result.id), None) == [TaskRun.ERROR]
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert 'the return value' in result.errors[0].traceback

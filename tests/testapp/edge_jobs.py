@@ -39,3 +39,9 @@ def breaks_a_unique_key(label):
     """Makes the database refuse a row, as a job meeting a duplicate does."""
     first = Call.objects.create(label=label)
     Call.objects.create(pk=first.pk, label=label)
+
+
+@task
+def returns_a_huge_number():
+    """More digits than Python writes as text (sys.get_int_max_str_digits(), 4300 by default)."""
+    return 10 ** 5000
