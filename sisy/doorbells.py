@@ -1,9 +1,10 @@
 """Doorbells: run messages that wake workers to take waiting runs from the table.
 
 A message names one of the due pending runs, but it only wakes a worker: the
-worker takes that run or, if it is gone, the next one waiting in the same
-queue. So a lost or duplicate message costs nothing, and runs wait in the
-table, never in the channel, which may be full.
+worker takes the first run in line in the same queue (highest priority, then
+oldest), the named one only if none is due by its clock. So a lost or
+duplicate message costs nothing, and runs wait in the table, never in the
+channel, which may be full.
 
 Each queue has a run channel of its own (`channel_for`), so a worker started
 with ``runworker --only-channels=<that channel>`` serves that queue alone.
@@ -72,7 +73,9 @@ def ring_on_commit(runs):
     raised into the caller's code: the runs wait in the table for the next
     tick's doorbells. The runs of one transaction share one hook, which stops
     at a full channel: 5,000 jobs enqueued in one transaction cost the layer
-    a send per free place in the channel, not two round trips per job.
+    a send per free place in the channel, not two round trips per job. Under
+    manual transaction management, the doorbell waits for the caller's commit
+    too.
     """
     runs = list(runs)
     if not runs:
@@ -85,7 +88,15 @@ def ring_on_commit(runs):
         if isinstance(hook, _Doorbells) and savepoints == set(connection.savepoint_ids):
             hook.runs.extend(runs)
             return
-    transaction.on_commit(_Doorbells(runs))
+    if connection.in_atomic_block or connection.get_autocommit():
+        transaction.on_commit(_Doorbells(runs))
+    elif not connection.features.autocommits_when_autocommit_is_off:
+        # Manual transaction management (set_autocommit(False)), where on_commit() is
+        # refused: an atomic block there adds nothing to the transaction, and keeps the
+        # hook until the caller commits and turns autocommit back on (or rolls back).
+        with transaction.atomic(savepoint=False):
+            transaction.on_commit(_Doorbells(runs))
+    # Else (SQLite on Django 1.11, where not even a save works then) the next tick rings.
 
 
 class _Doorbells:

@@ -210,8 +210,8 @@ def take(now, lease, limit=1, run_id=None, queue=None, or_next=False):
 
     Takes run `run_id` if given (and still pending, due or not: whoever named
     it found it due), else the first due ones in line (highest priority, then
-    oldest), of `queue` only if given; with `or_next`, the first in line if
-    run `run_id` was taken already (one statement where the SQL allows). Each returned run has its task loaded
+    oldest), of `queue` only if given; with `or_next`, the first in line
+    with run `run_id` counted in (one statement where the SQL allows). Each returned run has its task loaded
     (None if the task was deleted, and for hand-off jobs). `now` is this
     worker's time (started_at, not_before); each lease lasts `lease` (a
     timedelta) by the clock that judges it (storage.database_clock()).
@@ -319,7 +319,7 @@ def _record_endings(endings, now, follow_up=True):
             run._ours = True  # what finish retried after an outage reports again
         else:
             _record_late_finish(run, finish.status, finish.error, finish.finished_at,
-                                finish.duration)
+                                finish.duration, finish.return_value)
             run.status = finish.status  # written down, or left to whatever holds it now
     return ours
 
@@ -415,8 +415,11 @@ def delete_finished(task_ids):
         return storage.backend().delete_finished(task_ids)
 
 
-def _record_late_finish(run, outcome, error, now, duration):
-    """Write down how a run ended after its worker had lost it; touch nothing else."""
+def _record_late_finish(run, outcome, error, now, duration, return_value=''):
+    """Write down how a run ended after its worker had lost it; touch nothing else.
+
+    A hand-off job's return value is written too: its result reads it from this run.
+    """
     current = TaskRun.objects.filter(pk=run.pk).values_list('status', 'error').first()
     if current is None or current[0] in TaskRun.ACTIVE:
         return
@@ -424,7 +427,7 @@ def _record_late_finish(run, outcome, error, now, duration):
     note = ('The function ended (%s) at %s, after this run had been recorded %s; the '
             'task was left to whatever holds it now.' % (outcome, now.isoformat(), status))
     TaskRun.objects.filter(pk=run.pk, status=status).update(
-        status=outcome, finished_at=now, duration=duration,
+        status=outcome, finished_at=now, duration=duration, return_value=return_value,
         error='\n'.join(part for part in (earlier, note, error) if part))
     log.warning('Run %s of %r finished (%s) after it had been recorded %s', run.pk,
                 run.task_label, outcome, status)

@@ -31,7 +31,7 @@ import time
 import traceback
 
 from channels.message import Message
-from django.db import Error, connection
+from django.db import DatabaseError, Error, connection, transaction
 from django.utils import timezone
 
 from sisy import doorbells, lifecycle, results, signals
@@ -90,11 +90,12 @@ def lease_length():
 def execute_run(run_id, message):
     """Run the pending run `run_id`, then more pending runs, for up to DRAIN_SECONDS.
 
-    The run message is a doorbell: if `run_id` was taken already (a duplicate
-    message), the first run waiting in the same queue is taken instead; more
-    runs are taken from that queue only (the one whose channel the message
-    came on). Returns the outcomes of the runs executed, in order (empty when
-    there was nothing to run).
+    The run message is a doorbell: the first run in line in its queue (the one
+    whose channel the message came on) is taken, so priorities hold among the
+    runs waiting; `run_id` itself only if none is due by this worker's clock
+    (whoever rang found it due). More runs are taken from that queue only.
+    Returns the outcomes of the runs executed, in order (empty when there was
+    nothing to run).
     """
     outcomes = []
     stop_at = time.monotonic() + DRAIN_SECONDS
@@ -241,7 +242,7 @@ def _call(run, batch, timeout, function, *args, **kwargs):
     outcome, error, value = TaskRun.OK, '', None
     with batch.watch(run, timeout) as watch:
         try:
-            with watch.interruptible():
+            with _own_savepoint(), watch.interruptible():  # never interrupt the savepoint
                 value = function(*args, **kwargs)
         except RunInterrupted:
             # In a worker thread the raised instance is a bare one: the watch knows why.
@@ -255,6 +256,36 @@ def _call(run, batch, timeout, function, *args, **kwargs):
     checkpoint('returned', run)
     _drop_broken_connection()
     return outcome, error, value
+
+
+@contextlib.contextmanager
+def _own_savepoint():
+    """A savepoint around the function when it runs inside a caller's transaction.
+
+    Only eager mode and run_due_tasks call functions inside one (a TestCase's): a
+    statement the database refuses then spoils the savepoint, not the caller's
+    transaction, so the run can still be recorded. A worker calls them outside any.
+    """
+    if not connection.in_atomic_block:
+        yield
+        return
+    sid = transaction.savepoint()
+    try:
+        yield
+    finally:
+        _end_savepoint(sid)
+
+
+def _end_savepoint(sid):
+    """Keep what the function wrote, unless a refused statement spoiled it: then undo it all."""
+    if not connection.needs_rollback:
+        try:
+            transaction.savepoint_commit(sid)
+            return
+        except DatabaseError:  # PostgreSQL: the transaction is aborted since that statement
+            pass
+    connection.needs_rollback = False
+    transaction.savepoint_rollback(sid)
 
 
 def _drop_broken_connection():
@@ -335,11 +366,13 @@ class RunBatch:
     def take(self, run_id=None, or_next=False):
         """Record the endings so far, then take more runs; return how many were taken.
 
-        Takes run `run_id` alone if given (or, with `or_next`, the first in line
-        if it is gone). Otherwise one run at first, and twice as many after each
-        take that came back full (a backlog is waiting), as far as the recent
-        pace and MAX_BATCH allow; back to one after a take that came back short. The endings get their own commit first, so a
-        worker that dies once they are recorded holds no run it never started.
+        Takes run `run_id` alone if given, or with `or_next` the first run in line
+        of this batch's queue, that run included (for a doorbell; neither
+        changes the batch size). Otherwise one run at first, and twice as many
+        after each take that came back full (a backlog is waiting), as far as
+        the recent pace and MAX_BATCH allow; back to one after a take that came
+        back short. The endings get their own commit first, so a worker that
+        dies once they are recorded holds no run it never started.
         """
         if run_id is not None or RunBatch.pace is None:
             size = 1

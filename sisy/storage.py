@@ -147,11 +147,12 @@ class PortableStorage:
         started_at and not_before; each lease lasts `lease` (a timedelta) by the
         clock database_clock() names. With `run_id`, takes that run only,
         whatever its not_before: whoever rang for it found it due; with
-        `or_next` too, the first in line instead if that run was taken already.
+        `or_next` too, the first in line of `queue` (that run included), so
+        priorities hold among runs rung for together.
         """
         if run_id is not None and or_next:
-            return (self.take(now, lease, host, pid, 1, run_id)
-                    or self.take(now, lease, host, pid, 1, None, queue))
+            return (self.take(now, lease, host, pid, 1, None, queue)
+                    or self.take(now, lease, host, pid, 1, run_id))
         until = _lease_end_value(now, lease)
         waiting = TaskRun.objects.filter(status=TaskRun.PENDING)
         if run_id is not None:
@@ -322,9 +323,8 @@ class SQLiteStorage(PortableStorage):
         order = 'priority DESC, id'
         if run_id is None:
             which = due
-        elif or_next:  # the named run if still pending, else the first in line
-            which, params = '(id = %s OR (' + due + '))', [run_id] + params
-            order, params, limit = '(id = %s) DESC, ' + order, params + [run_id], 1
+        elif or_next:  # the first in line, the named run (due by whoever rang) included
+            which, params, limit = '(id = %s OR (' + due + '))', [run_id] + params, 1
         else:
             which, params, limit = 'id = %s', [run_id], 1
         return ("SELECT id FROM {run} WHERE status = '{pending}' AND {which} ORDER BY {order} "

@@ -68,8 +68,7 @@ def run_job_eagerly(run):
     A retry with a retry_delay waits, as a worker's would, for run_due_tasks(now=...).
     """
     doorbell, run_id = _doorbell(), run.pk
-    while run_id is not None:
-        _execute([run_id], doorbell)
+    while run_id is not None and _execute([run_id], doorbell):
         run_id = (TaskRun.objects.filter(Q(not_before__isnull=True)
                                          | Q(not_before__lte=timezone.now()),
                                          first_attempt=run.job_id, status=TaskRun.PENDING)

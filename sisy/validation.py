@@ -269,7 +269,15 @@ def json_problem(value, place):
 
 
 def _json_problem(value, place, open_ids, depth):
-    if value is None or isinstance(value, (bool, str)) or _is_whole(value):
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    # int itself, not any numbers.Integral: json.dumps writes no other (numpy.int64 is one).
+    if isinstance(value, int):
+        try:
+            int.__repr__(value)  # the text JSON needs
+        except ValueError:  # more digits than sys.get_int_max_str_digits() (Python 3.9.14 on)
+            return ('%s is a whole number of more digits than Python writes as text; pass it '
+                    'as a string.' % place)
         return None
     if isinstance(value, float):
         if math.isfinite(value):

@@ -448,7 +448,8 @@ def test_a_stop_asked_for_a_run_that_was_then_given_back_is_kept(soon, monkeypat
         lifecycle.request_stop([second])
     # Left without executing or renewing: both runs went back to the table.
     assert [status_of(first), status_of(second)] == ['pending', 'pending']
-    assert execute_run(second, None) == ['stopped', 'ok']  # then 'first', from the table
+    # 'first' is first in line, then 'second', named by the message, from the table.
+    assert execute_run(second, None) == ['ok', 'stopped']
     stopped = TaskRun.objects.get(pk=second)
     assert stopped.status == 'stopped' and 'before it started' in stopped.error
     assert stopped.started_at is None  # as when the first worker had recorded it

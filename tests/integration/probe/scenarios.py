@@ -232,3 +232,42 @@ def burst(count, lead):
 
 def _iso(when):
     return when.isoformat() if when else None
+
+
+def run_once_while_another_process_writes(tag):
+    """Task.run_once outside a transaction, another connection committing a write between
+    its claim's read of the task and its claim's write (as a busy worker may).
+
+    Returns what run_once raised ('' if nothing) and how many runs the task has.
+    """
+    import os
+    import threading
+
+    from django.db import connection
+    from sisy import lifecycle
+    from sisy.models import TaskRun
+    from tests.integration.probe.models import ProbeRun
+
+    claim = lifecycle.claim
+
+    def write_elsewhere():
+        try:
+            ProbeRun.objects.create(label='elsewhere', tag=tag, pid=os.getpid(), at=timezone.now())
+        finally:
+            connection.close()
+
+    def claim_after_a_write_elsewhere(tasks, when, ring=False):
+        writer = threading.Thread(target=write_elsewhere)
+        writer.start()
+        writer.join()
+        return claim(tasks, when, ring=ring)
+
+    lifecycle.claim = claim_after_a_write_elsewhere
+    error = ''
+    try:
+        Task.run_once(RECORD, userdata={'tag': tag})
+    except Exception as failure:
+        error = '%s: %s' % (type(failure).__name__, failure)
+    finally:
+        lifecycle.claim = claim
+    return {'error': error, 'runs': TaskRun.objects.count()}
