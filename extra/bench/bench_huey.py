@@ -13,6 +13,8 @@ import time
 import redis
 from huey import RedisHuey
 
+from stamplog import note
+
 NAME = os.environ.get('SISY_BENCH_HUEY_NAME', 'sisybench')
 REDIS = {'host': '127.0.0.1', 'port': int(os.environ.get('SISY_BENCH_REDIS_PORT', 6379))}
 DONE_KEY = 'sisybench.done.%s' % NAME
@@ -30,15 +32,7 @@ def noop(number):
     _client.rpush(DONE_KEY, '%d %.6f' % (number, time.time()))
 
 
-_log_fd = None
-
-
 @huey.task()
 def stamp(key):
-    """Note "<key> <epoch seconds>" as the function starts (handoff.py; see bench_tasks.note)."""
-    global _log_fd
-    at = time.time()
-    if _log_fd is None:
-        _log_fd = os.open('%s.%d' % (os.environ['SISY_BENCH_EXEC_LOG'], os.getpid()),
-                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.write(_log_fd, ('%s %.6f\n' % (key, at)).encode())
+    """Note "<key> <epoch seconds>" as the function starts (handoff.py)."""
+    note(key)

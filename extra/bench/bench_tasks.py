@@ -17,6 +17,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from sisy.models import Task, task_with_callable
+from stamplog import note  # noqa: F401 (bench_jobs and the run_once function use it)
 
 NOOP = 'bench_tasks.noop'
 _log_fd = None
@@ -71,20 +72,6 @@ def every_second(count):
 
 
 # -- the hand-off benchmark (handoff.py) --------------------------------------------------
-
-
-def note(key):
-    """Append "<key> <epoch seconds>" to this process's stamp log, first thing in a function.
-
-    The log is SISY_BENCH_EXEC_LOG.<pid>: one append, no database write, so
-    the time is when the function started, whatever the run table records.
-    """
-    global _log_fd
-    at = time.time()
-    if _log_fd is None:
-        _log_fd = os.open('%s.%d' % (os.environ['SISY_BENCH_EXEC_LOG'], os.getpid()),
-                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.write(_log_fd, ('%s %.6f\n' % (key, at)).encode())
 
 
 def stamp_run(message):
