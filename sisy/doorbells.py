@@ -2,7 +2,7 @@
 
 A message names one of the due pending runs, but it only wakes a worker: the
 worker takes the first run in line in the same queue (highest priority, then
-oldest), the named one only if none is due by its clock. So a lost or
+oldest), the named run counted in. So a lost or
 duplicate message costs nothing, and runs wait in the table, never in the
 channel, which may be full.
 
@@ -59,11 +59,6 @@ def ring(now, count, queue=None):
                .values_list('pk', flat=True)[:count])
         rung += _send([(run_id, name) for run_id in ids])
     return rung
-
-
-def ring_for(runs):
-    """Send a message naming each of `runs` ((run id, queue) pairs); return how many went."""
-    return _send(runs)
 
 
 def ring_on_commit(runs):

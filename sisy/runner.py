@@ -91,9 +91,8 @@ def execute_run(run_id, message):
     """Run the pending run `run_id`, then more pending runs, for up to DRAIN_SECONDS.
 
     The run message is a doorbell: the first run in line in its queue (the one
-    whose channel the message came on) is taken, so priorities hold among the
-    runs waiting; `run_id` itself only if none is due by this worker's clock
-    (whoever rang found it due). More runs are taken from that queue only.
+    whose channel the message came on), `run_id` counted in as whoever rang
+    found it due, is taken, so priorities hold among the runs waiting. More runs are taken from that queue only.
     Returns the outcomes of the runs executed, in order (empty when there was
     nothing to run).
     """
